@@ -1,0 +1,68 @@
+"""The `edvr` command group.
+
+Subcommands live in `edvr_cli.commands.<name>` and are imported only when used, so
+`edvr --help` stays fast (no torch import) and a command that is not built yet
+answers with one line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from edvr_cli import __version__
+
+# name -> (module under edvr_cli.commands, one-line help shown by `edvr --help`)
+SUBCOMMANDS = {
+    "enhance": ("enhance", "Restore or upscale a video (or a folder of frames) with EDVR."),
+    "eval": ("evaluate", "Score restored frames against ground truth (PSNR/SSIM, as the papers do)."),
+    "train": ("train", "Train EDVR with the seed's presets (small, large, edvr-m, edvr-l)."),
+    "models": ("zoo", "List the named EDVR checkpoints (bundled and published)."),
+}
+
+
+def _not_built(name: str, short_help: str) -> click.Command:
+    @click.command(name=name, short_help=short_help, help=short_help + "\n\n(Not built yet.)",
+                   context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    def stub() -> None:
+        raise click.ClickException(f"'edvr {name}' is not built yet in this version.")
+
+    return stub
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in SUBCOMMANDS:
+            return None
+        module_name, short_help = SUBCOMMANDS[cmd_name]
+        qualified = f"edvr_cli.commands.{module_name}"
+        try:
+            module = importlib.import_module(qualified)
+        except ModuleNotFoundError as error:
+            if error.name != qualified:
+                raise
+            return _not_built(cmd_name, short_help)
+        command = module.command
+        command.short_help = command.short_help or short_help
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edvr")
+def main() -> None:
+    """Restore compressed, low-resolution or blurry video with EDVR.
+
+    \b
+    Typical use:
+      edvr enhance clip.mp4 -o clip_restored.mp4
+      edvr eval --gt frames/gt --pred frames/restored --lq frames/input
+      edvr train --preset small --gt-videos footage/ --iters 20000
+
+    Run `edvr COMMAND --help` for each command's options.
+    """

@@ -1,0 +1,1 @@
+"""One module per `edvr` subcommand; each exposes a Click command named `command`."""
