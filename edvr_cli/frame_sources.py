@@ -1,0 +1,352 @@
+"""Turn `--gt` / `--pred` / `--lq` paths into clips of frames and pair them for scoring.
+
+A source path is one of:
+- a folder of image frames            -> one clip (frames in natural name order);
+- a single image file                 -> one clip of one frame;
+- a video file                        -> one clip (frames in decode order);
+- a folder of clip sub-folders and/or video files (REDS / LDV layout) -> one clip per entry,
+  named by the sub-folder name or the video's stem.
+
+Pairing: two single-clip sources pair with each other whatever their names; two folders of
+clips pair by clip name. Within a clip, frames pair by position in sorted order (names
+need not match). Any mismatch -- clip names, frame counts, frame sizes, an empty folder -- is
+a `FrameSourceError` naming the first one found; nothing is skipped.
+
+Frames are (h, w, 3) uint8 RGB arrays. Videos are decoded by the bundled ffmpeg to rgb24
+through a pipe (a private minimal reader; the project's video I/O module may replace it).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterator
+
+import imageio_ffmpeg
+import numpy as np
+
+from edvr_cli.image_io import IMAGE_SUFFIXES, ImageFolderError, list_image_files, read_image
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".y4m", ".ts", ".mts", ".flv",
+                  ".mpg", ".mpeg", ".wmv", ".nut", ".mxf", ".3gp", ".hevc", ".h265", ".h264",
+                  ".264", ".265")
+
+
+class FrameSourceError(ValueError):
+    """A source path that cannot be read, or sources that do not pair frame for frame."""
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+# ---------------------------------------------------------------- video (minimal ffmpeg reader)
+
+def _ffmpeg() -> str:
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _probe_video_size(path: Path) -> tuple[int, int]:
+    """(width, height) of the first video stream, as ffmpeg will output it (after autorotate)."""
+    result = subprocess.run([_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path)],
+                            capture_output=True, text=True, errors="replace")
+    # `ffmpeg -i` alone always exits 1 ("At least one output file must be specified").
+    for line in result.stderr.splitlines():
+        if "Video:" in line:
+            match = re.search(r"(?<![\dx])(\d{1,5})x(\d{1,5})(?![\dx])", line.split("Video:", 1)[1])
+            if match:
+                width, height = int(match.group(1)), int(match.group(2))
+                rotation = re.search(r"rotation of (-?[\d.]+)", result.stderr)
+                if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:
+                    width, height = height, width
+                return width, height
+    last = result.stderr.strip().splitlines()[-1:] or ["no output"]
+    raise FrameSourceError(f"{path}: not a readable video ({last[0]})")
+
+
+def _read_video_frames(path: Path, size: tuple[int, int]) -> Iterator[np.ndarray]:
+    """Decode every frame of `path` as (h, w, 3) uint8 RGB, in order, checking ffmpeg's exit code.
+
+    Closing the generator early stops ffmpeg.
+    """
+    width, height = size
+    frame_bytes = width * height * 3
+    args = [_ffmpeg(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
+            "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    # stderr goes to a file: a pipe nobody reads could fill up and stall ffmpeg.
+    with tempfile.TemporaryFile() as stderr_file:
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr_file)
+        finished = False
+        try:
+            while True:
+                buffer = process.stdout.read(frame_bytes)
+                if not buffer:
+                    break
+                if len(buffer) != frame_bytes:
+                    raise FrameSourceError(f"{path}: ffmpeg gave a partial frame "
+                                           f"({len(buffer)} of {frame_bytes} bytes)")
+                yield np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
+            finished = True
+        finally:
+            if not finished:
+                process.kill()
+            process.stdout.close()
+            return_code = process.wait()
+        if return_code != 0:
+            stderr_file.seek(0)
+            message = stderr_file.read().decode(errors="replace").strip().splitlines()
+            raise FrameSourceError(f"{path}: ffmpeg failed decoding (exit {return_code}): "
+                                   f"{message[-1] if message else 'no message'}")
+
+
+# ---------------------------------------------------------------- clips
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a clip: its index, a display name, and how to load it."""
+
+    index: int
+    name: str  # the image file name; "" for video frames
+    load: Callable[[], np.ndarray]  # -> (h, w, 3) uint8 RGB
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A clip: image files in natural order, or a video file (`image_files` is None)."""
+
+    name: str
+    path: Path
+    image_files: tuple[Path, ...] | None
+
+    @property
+    def is_video(self) -> bool:
+        return self.image_files is None
+
+    @property
+    def num_frames(self) -> int | None:
+        """Frame count, or None for a video (known only once decoded)."""
+        return None if self.image_files is None else len(self.image_files)
+
+    def frame_sizes(self) -> Iterator[tuple[int, int]]:
+        """(width, height) of each frame, read from image headers; one value for a video."""
+        if self.image_files is None:
+            yield _probe_video_size(self.path)
+            return
+        for path in self.image_files:
+            yield _image_size(path)
+
+    def frames(self) -> Iterator[Frame]:
+        """The clip's frames in order; video frames are decoded here, image files on `load()`."""
+        if self.image_files is not None:
+            for index, path in enumerate(self.image_files):
+                yield Frame(index, path.name, partial(_read_frame, path))
+            return
+        for index, frame in enumerate(_read_video_frames(self.path, _probe_video_size(self.path))):
+            yield Frame(index, "", partial(_identity, frame))
+
+
+def _identity(frame: np.ndarray) -> np.ndarray:
+    return frame
+
+
+def _read_frame(path: Path) -> np.ndarray:
+    try:
+        return read_image(path)
+    except ImageFolderError as error:
+        raise FrameSourceError(str(error)) from error
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding pixels."""
+    from PIL import Image, UnidentifiedImageError  # Pillow comes with imageio
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError):
+        height, width = _read_frame(path).shape[:2]  # a format Pillow lacks: decode fully
+        return width, height
+
+
+@dataclass(frozen=True)
+class Source:
+    """What one `--gt`/`--pred`/`--lq` path holds: one clip, or a collection of named clips."""
+
+    option: str  # "--gt", "--pred" or "--lq", for messages
+    path: Path
+    clips: tuple[Clip, ...]
+    is_collection: bool
+
+
+def _is_hidden(path: Path) -> bool:
+    return path.name.startswith(".")
+
+
+def open_source(path: str | Path, option: str = "--gt") -> Source:
+    """Resolve a source path into its clips (see the module docstring for the layouts).
+
+    Args:
+        path: folder of frames, image file, video file, or folder of clip folders/videos.
+        option: the option name used in error messages.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FrameSourceError(f"{option}: no such file or folder: {path}")
+    if path.is_file():
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return Source(option, path, (Clip(path.stem, path, (path,)),), is_collection=False)
+        return Source(option, path, (Clip(path.stem, path, None),), is_collection=False)
+    images = list_image_files(path)
+    if images:
+        return Source(option, path, (Clip(path.name, path, tuple(images)),), is_collection=False)
+    clips: dict[str, Clip] = {}
+    for entry in sorted(path.iterdir(), key=lambda p: _natural_key(p.name)):
+        if _is_hidden(entry):
+            continue
+        if entry.is_dir():
+            files = list_image_files(entry)
+            if not files:
+                raise FrameSourceError(f"{option}: clip folder {entry} holds no image frames")
+            clip = Clip(entry.name, entry, tuple(files))
+        elif entry.suffix.lower() in VIDEO_SUFFIXES:
+            clip = Clip(entry.stem, entry, None)
+        else:
+            continue  # stray files (notes, meta info) beside clip folders are not clips
+        if clip.name in clips:
+            raise FrameSourceError(f"{option}: two clips named '{clip.name}' in {path}")
+        clips[clip.name] = clip
+    if not clips:
+        raise FrameSourceError(f"{option}: {path} holds no image frames, clip folders or video files")
+    return Source(option, path, tuple(clips.values()), is_collection=True)
+
+
+# ---------------------------------------------------------------- pairing
+
+@dataclass(frozen=True)
+class ClipPair:
+    """The clips to score together: ground truth, restored, and optionally the degraded input."""
+
+    name: str
+    gt: Clip
+    pred: Clip
+    lq: Clip | None = None
+
+
+@dataclass(frozen=True)
+class FramePair:
+    """One frame position of a ClipPair."""
+
+    index: int
+    name: str  # the ground-truth frame's name ("" for video)
+    gt: Frame
+    pred: Frame
+    lq: Frame | None
+
+
+def _describe(source: Source) -> str:
+    if source.is_collection:
+        return f"{source.option} holds {len(source.clips)} clips ({source.path})"
+    return f"{source.option} is a single clip ({source.path})"
+
+
+def _match_clips(reference: Source, other: Source) -> list[Clip]:
+    """`other`'s clips in the order of `reference`'s, or a FrameSourceError on the first mismatch."""
+    if reference.is_collection != other.is_collection:
+        raise FrameSourceError(f"{_describe(reference)} but {_describe(other)}: "
+                               "give both as clips or both as folders of clips")
+    if not reference.is_collection:
+        return list(other.clips)
+    other_by_name = {clip.name: clip for clip in other.clips}
+    reference_names = {clip.name for clip in reference.clips}
+    missing = [clip.name for clip in reference.clips if clip.name not in other_by_name]
+    extra = [clip.name for clip in other.clips if clip.name not in reference_names]
+    first = sorted(missing + extra, key=_natural_key)[:1]
+    if first:
+        name = first[0]
+        has, lacks = (reference, other) if name in missing else (other, reference)
+        raise FrameSourceError(f"clip names differ: '{name}' is in {has.option} ({has.path}) "
+                               f"but not in {lacks.option} ({lacks.path})")
+    return [other_by_name[clip.name] for clip in reference.clips]
+
+
+def _check_same_shape(name: str, reference: Clip, reference_option: str, other: Clip,
+                      other_option: str) -> None:
+    """Equal frame counts (when known before decoding) and equal sizes, frame by frame."""
+    if reference.num_frames is not None and other.num_frames is not None \
+            and reference.num_frames != other.num_frames:
+        raise FrameSourceError(f"clip '{name}': {reference_option} has {reference.num_frames} frames "
+                               f"but {other_option} has {other.num_frames}")
+    reference_sizes = list(reference.frame_sizes())
+    other_sizes = list(other.frame_sizes())
+    # A video has one size for all its frames: compare it against every frame of the other side.
+    if len(reference_sizes) == 1:
+        reference_sizes *= len(other_sizes)
+    if len(other_sizes) == 1:
+        other_sizes *= len(reference_sizes)
+    for index, (reference_size, other_size) in enumerate(zip(reference_sizes, other_sizes)):
+        if reference_size != other_size:
+            frame_name = reference.image_files[index].name if reference.image_files else f"#{index}"
+            raise FrameSourceError(
+                f"clip '{name}', frame {index} ({frame_name}): {reference_option} is "
+                f"{reference_size[0]}x{reference_size[1]} but {other_option} is "
+                f"{other_size[0]}x{other_size[1]}")
+
+
+def pair_sources(gt: str | Path, pred: str | Path, lq: str | Path | None = None) -> list[ClipPair]:
+    """Open and pair the sources, checking clip names, frame counts and frame sizes.
+
+    Video frame counts are checked while decoding (`frame_pairs`), since they are only known then.
+
+    Args:
+        gt: ground-truth source path.
+        pred: restored source path.
+        lq: optional degraded-input source path (same sizes as gt).
+
+    Returns:
+        One ClipPair per clip, in natural order of the ground-truth clip names.
+    """
+    gt_source = open_source(gt, "--gt")
+    pred_source = open_source(pred, "--pred")
+    lq_source = open_source(lq, "--lq") if lq is not None else None
+    pred_clips = _match_clips(gt_source, pred_source)
+    lq_clips = _match_clips(gt_source, lq_source) if lq_source else [None] * len(pred_clips)
+    pairs = []
+    for gt_clip, pred_clip, lq_clip in zip(gt_source.clips, pred_clips, lq_clips):
+        _check_same_shape(gt_clip.name, gt_clip, "--gt", pred_clip, "--pred")
+        if lq_clip is not None:
+            _check_same_shape(gt_clip.name, gt_clip, "--gt", lq_clip, "--lq")
+        pairs.append(ClipPair(gt_clip.name, gt_clip, pred_clip, lq_clip))
+    return pairs
+
+
+def frame_pairs(pair: ClipPair) -> Iterator[FramePair]:
+    """The clip's frames side by side; a FrameSourceError when one side runs out first."""
+    clips = {"--gt": pair.gt, "--pred": pair.pred}
+    if pair.lq is not None:
+        clips["--lq"] = pair.lq
+    iterators = {option: clip.frames() for option, clip in clips.items()}
+    counts = dict.fromkeys(clips, 0)
+    try:
+        while True:
+            frames = {option: next(iterator, None) for option, iterator in iterators.items()}
+            for option, frame in frames.items():
+                counts[option] += frame is not None
+            if all(frame is None for frame in frames.values()):
+                return
+            if any(frame is None for frame in frames.values()):
+                for option, iterator in iterators.items():  # count the rest for the message
+                    if frames[option] is not None:
+                        counts[option] += sum(1 for _ in iterator)
+                other = next(option for option in counts if counts[option] != counts["--gt"])
+                raise FrameSourceError(f"clip '{pair.name}': --gt has {counts['--gt']} frames "
+                                       f"but {other} has {counts[other]}")
+            gt_frame = frames["--gt"]
+            yield FramePair(gt_frame.index, gt_frame.name, gt_frame, frames["--pred"],
+                            frames.get("--lq"))
+    finally:
+        for iterator in iterators.values():
+            iterator.close()
