@@ -1,0 +1,357 @@
+"""What a video file holds, read with the bundled ffmpeg (there is no ffprobe).
+
+`probe(path)` returns a `VideoInfo`: frame size, exact frame rate as a `Fraction`, frame count
+when cheap to know, pixel format and bit depth, rotation, and the list of streams. Everything
+here comes from ffmpeg's own output, obtained with argument lists (never a shell):
+
+1. `ffmpeg -i path` prints the container header: streams, codecs, languages, pixel format,
+   size, duration, display matrix.
+2. Decoding one frame into `-f framecrc` prints `#tb`, the time base ffmpeg gives the decoded
+   stream, which is 1 / (its frame rate guess) as an exact rational: 24000/1001 stays exact,
+   where the header's "23.98 fps" does not. `#dimensions` is the frame size after rotation.
+3. Copying (not decoding) the video packets into `-f framecrc` lists every packet's timestamp:
+   that counts the frames and shows whether they follow a constant rate. The scan stops after
+   `max_scan_seconds`; then `num_frames` is None (see `count_frames` for a full decode).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import imageio_ffmpeg
+
+STREAM_KINDS = ("video", "audio", "subtitle", "attachment", "data")
+
+# Lines ffmpeg prints after the real cause; they say nothing about what went wrong.
+_GENERIC_STDERR = re.compile(
+    r"^(Conversion failed!|Exiting normally.*|Error opening (input|output) files?:?.*"
+    r"|Error opening output file.*|Error while filtering.*|Error closing file.*"
+    r"|Task finished with error code.*|Terminating thread with return code.*"
+    r"|Nothing was written into output file.*|Error writing trailer.*|Last message repeated.*"
+    r"|At least one output file must be specified|Press \[q\].*)$")
+_LOG_PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg (or IMAGEIO_FFMPEG_EXE)."""
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+class VideoError(Exception):
+    """A video cannot be read or written. `str()` is one line; `.stderr` is ffmpeg's full output."""
+
+    def __init__(self, message: str, stderr: str = ""):
+        super().__init__(message)
+        self.stderr = stderr
+
+
+def summarize_stderr(stderr: str) -> str:
+    """The last line of ffmpeg's stderr that names a cause, without its `[muxer @ 0x..]` prefix."""
+    lines = [_LOG_PREFIX.sub("", line).strip() for line in stderr.splitlines()]
+    meaningful = [line for line in lines if line and not _GENERIC_STDERR.match(line)]
+    if meaningful:
+        return meaningful[-1]
+    return lines[-1] if any(lines) else "no message"
+
+
+def ffmpeg_failed(what: str, returncode: int, stderr: str) -> VideoError:
+    """A VideoError for an ffmpeg run that exited with `returncode`."""
+    return VideoError(f"{what}: ffmpeg failed (exit {returncode}): {summarize_stderr(stderr)}", stderr)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """One stream of a media file, as ffmpeg numbers them (`-map 0:<index>`)."""
+
+    index: int
+    kind: str  # one of STREAM_KINDS
+    codec: str  # ffmpeg codec name, e.g. "h264", "aac", "subrip"
+    language: str | None  # ISO 639 code from the container; None when absent or "und"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """A video file's first (non cover-art) video stream plus the list of all streams.
+
+    `width`/`height` are the coded frame size before rotation. `rotation` is the display matrix
+    angle in degrees counter-clockwise, as ffmpeg prints it (a legacy `rotate=90` tag reads as
+    -90), normalised to (-180, 180]. `decoded_width`/`decoded_height` are the size of the frames
+    ffmpeg decodes with its default autorotation, i.e. what `FrameReader` yields.
+
+    `fps` is exact: ffmpeg's frame rate of the stream for constant-rate video, the average rate
+    (as a Fraction with denominator <= 1001) when `is_vfr`. `is_vfr` is True when the scanned
+    timestamps stray from a constant `fps` grid by more than a tenth of a frame.
+    """
+
+    path: str
+    width: int
+    height: int
+    rotation: int
+    decoded_width: int
+    decoded_height: int
+    fps: Fraction
+    num_frames: int | None
+    pix_fmt: str
+    bit_depth: int
+    duration: float | None  # seconds, from the container header
+    is_vfr: bool
+    video_index: int  # ffmpeg's index of the video stream described here
+    color_space: str | None  # YUV matrix as tagged ("bt709", "smpte170m", ...), None if untagged
+    color_range: str | None  # "tv" (limited) or "pc" (full), None if untagged
+    streams: tuple[StreamInfo, ...]
+
+
+def bit_depth_of(pix_fmt: str) -> int:
+    """Bits per component of an ffmpeg pixel format name ("yuv420p10le" -> 10, "rgb24" -> 8)."""
+    name = pix_fmt.lower()
+    special = {"rgb48": 16, "bgr48": 16, "rgba64": 16, "bgra64": 16, "ya16": 16, "p010": 10,
+               "p012": 12, "p016": 16, "p210": 10, "p216": 16, "p410": 10, "p416": 16,
+               "y210": 10, "y212": 12, "xv30": 10, "xv36": 12, "v30x": 10, "x2rgb10": 10,
+               "x2bgr10": 10, "rgbf32": 32, "rgbaf32": 32, "grayf32": 32}
+    for prefix, depth in special.items():
+        if name.startswith(prefix):
+            return depth
+    match = re.search(r"(?:p|gray|gbrap?|yuva?\d+p|ya)(\d{1,2})(?:le|be|msb)?$", name)
+    if match and 8 <= int(match.group(1)) <= 16:
+        return int(match.group(1))
+    return 8
+
+
+def _run_ffmpeg(args: list[str], timeout: float | None = 60.0) -> subprocess.CompletedProcess:
+    # bytes out: framecrc output and stderr may carry non-UTF-8 metadata
+    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args], capture_output=True,
+                          timeout=timeout, check=False)
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split a stream description at commas outside (), [] (e.g. "rawvideo (RGB[24] / ..)")."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        if char == "," and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current).strip())
+    return parts
+
+
+_STREAM_LINE = re.compile(
+    r"^\s*Stream #\d+:(\d+)(?:\[[^\]]*\])?(?:\(([^)]*)\))?: (Video|Audio|Subtitle|Attachment|Data): (.*)$")
+_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_ROTATION = re.compile(r"display ?matrix: rotation of (-?[\d.]+) degrees", re.IGNORECASE)
+_ROTATE_TAG = re.compile(r"^\s*rotate\s*:\s*(-?\d+)\s*$")
+_NUM_FRAMES_TAG = re.compile(r"^\s*NUMBER_OF_FRAMES(?:-\w+)?\s*:\s*(\d+)\s*$")
+_COLOR_RANGES = ("tv", "pc")
+_COLOR_SPACES = ("bt709", "smpte170m", "bt470bg", "bt2020nc", "bt2020c", "smpte240m", "fcc",
+                 "ycgco", "gbr", "bt601")
+
+
+@dataclass
+class _Header:
+    streams: list[StreamInfo]
+    duration: float | None
+    video: dict  # fields of the chosen video stream
+
+
+def _parse_header(stderr: str) -> _Header:
+    """Parse `ffmpeg -i` output into streams plus the first non cover-art video stream's fields."""
+    streams: list[StreamInfo] = []
+    duration = None
+    video: dict = {}
+    current_is_video = False
+    for line in stderr.splitlines():
+        if duration is None and (match := _DURATION.search(line)):
+            hours, minutes, seconds = match.groups()
+            duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        if match := _STREAM_LINE.match(line):
+            index, language, kind, description = match.groups()
+            language = language if language and language != "und" else None
+            parts = _split_top_level(description)
+            codec = parts[0].split(" ")[0]
+            streams.append(StreamInfo(int(index), kind.lower(), codec, language))
+            current_is_video = False
+            if kind == "Video" and not video and "(attached pic)" not in description:
+                video = _parse_video_description(int(index), parts)
+                current_is_video = True
+            continue
+        if current_is_video:
+            if match := _ROTATION.search(line):
+                video["rotation"] = float(match.group(1))
+            elif (match := _ROTATE_TAG.match(line)) and "rotation" not in video:
+                video["rotation"] = -float(match.group(1))  # legacy tag is clockwise
+            elif match := _NUM_FRAMES_TAG.match(line):
+                video["num_frames"] = int(match.group(1))
+    return _Header(streams, duration, video)
+
+
+def _parse_video_description(index: int, parts: list[str]) -> dict:
+    """Fields of a "Video:" line split at top-level commas: codec, pix_fmt(...), WxH, ..."""
+    fields: dict = {"index": index, "pix_fmt": "unknown", "color_space": None, "color_range": None}
+    if len(parts) > 1:
+        pix_match = re.match(r"^([0-9a-z_]+)(?:\((.*)\))?", parts[1])
+        if pix_match and not re.match(r"^\d+x\d+", parts[1]):
+            fields["pix_fmt"] = pix_match.group(1)
+            for item in (pix_match.group(2) or "").split(","):
+                item = item.strip()
+                if item in _COLOR_RANGES:
+                    fields["color_range"] = item
+                elif item.split("/")[0] in _COLOR_SPACES:
+                    fields["color_space"] = item.split("/")[0]
+    for part in parts[1:]:
+        if size := re.match(r"^(\d+)x(\d+)", part):
+            fields["width"], fields["height"] = int(size.group(1)), int(size.group(2))
+            break
+    return fields
+
+
+def _normalise_rotation(degrees: float) -> int:
+    angle = int(round(degrees)) % 360
+    return angle - 360 if angle > 180 else angle
+
+
+def _first_frame_props(path: str, video_index: int) -> tuple[Fraction | None, int, int]:
+    """(frame rate, width, height) of the first decoded frame, autorotated, from framecrc."""
+    result = _run_ffmpeg(["-v", "error", "-i", path, "-map", f"0:{video_index}", "-frames:v", "1",
+                          "-f", "framecrc", "-"])
+    text = _decode(result.stdout)
+    if result.returncode != 0 or "#dimensions" not in text:
+        raise ffmpeg_failed(f"{path}: cannot decode the first video frame", result.returncode,
+                            _decode(result.stderr))
+    time_base = re.search(r"^#tb 0: (\d+)/(\d+)", text, re.MULTILINE)
+    size = re.search(r"^#dimensions 0: (\d+)x(\d+)", text, re.MULTILINE)
+    fps = None
+    if time_base and int(time_base.group(1)) > 0:
+        fps = Fraction(int(time_base.group(2)), int(time_base.group(1)))
+    return fps, int(size.group(1)), int(size.group(2))
+
+
+@dataclass
+class _PacketScan:
+    time_base: Fraction
+    pts: list[int]  # presentation timestamps of kept packets, in file order
+    complete: bool  # False when the scan stopped at the time limit
+
+
+def _scan_packets(path: str, video_index: int, max_scan_seconds: float) -> _PacketScan:
+    """Timestamps of the video packets (stream copy, no decoding), for at most max_scan_seconds."""
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", path,
+            "-map", f"0:{video_index}", "-c", "copy", "-f", "framecrc", "-"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    time_base, pts, complete = Fraction(1), [], True
+    deadline = time.monotonic() + max_scan_seconds
+    try:
+        for raw_line in process.stdout:
+            line = raw_line.decode("ascii", errors="replace")
+            if line.startswith("#tb 0:"):
+                num, den = line.split(":")[1].strip().split("/")
+                time_base = Fraction(int(num), int(den))
+            elif not line.startswith("#"):
+                fields = [field.strip() for field in line.split(",")]
+                # "F=0x.." flags; 0x4 marks a packet the demuxer says to discard (edit lists)
+                flags = next((int(f[2:], 16) for f in fields[6:] if f.startswith("F=")), 1)
+                if not flags & 0x4 and len(fields) >= 5:
+                    pts.append(int(fields[2]))
+            if time.monotonic() > deadline:
+                complete = False
+                break
+    finally:
+        process.kill()
+        process.wait()
+    return _PacketScan(time_base, pts, complete and process.returncode in (0, -9))
+
+
+def _rate_from_scan(scan: _PacketScan, guessed_fps: Fraction | None) -> tuple[Fraction | None, bool]:
+    """(frame rate, is_vfr) from packet timestamps checked against `guessed_fps`'s grid."""
+    times = sorted(scan.pts)
+    if len(times) < 2:
+        return guessed_fps, False
+    span = (times[-1] - times[0]) * scan.time_base  # seconds, exact
+    average = Fraction(len(times) - 1) / span if span > 0 else guessed_fps
+    if guessed_fps is None:
+        return (average.limit_denominator(1001) if average else None), True
+    # constant rate: every timestamp within a tenth of a frame (or one tick) of the ideal grid
+    tolerance = max(Fraction(1, 10) / guessed_fps, scan.time_base)
+    start = times[0] * scan.time_base
+    is_vfr = any(abs(t * scan.time_base - start - i / guessed_fps) > tolerance
+                 for i, t in enumerate(times))
+    if is_vfr and average:
+        return average.limit_denominator(1001), True
+    return guessed_fps, False
+
+
+def probe(path: str | os.PathLike, max_scan_seconds: float = 5.0) -> VideoInfo:
+    """Describe a video file (see the module docstring for how).
+
+    Args:
+        path: a video file. Image folders are not probed here.
+        max_scan_seconds: time allowed for the packet scan that counts frames; when it runs out,
+            `num_frames` is None unless the container states the count.
+
+    Raises:
+        VideoError: missing file, not a media file, no video stream, or ffmpeg failing.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise VideoError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise VideoError(f"{path}: is a folder, not a video file")
+    result = _run_ffmpeg(["-i", path])
+    stderr = _decode(result.stderr)
+    if "Input #0" not in stderr:
+        raise VideoError(f"{path}: not a video file ({summarize_stderr(stderr)})", stderr)
+    header = _parse_header(stderr)
+    video = header.video
+    if not video:
+        kinds = ", ".join(sorted({s.kind for s in header.streams})) or "no streams"
+        raise VideoError(f"{path}: no video stream (holds {kinds})", stderr)
+    if "width" not in video:
+        raise VideoError(f"{path}: ffmpeg reports no frame size for the video stream", stderr)
+    guessed_fps, decoded_width, decoded_height = _first_frame_props(path, video["index"])
+    scan = _scan_packets(path, video["index"], max_scan_seconds)
+    fps, is_vfr = _rate_from_scan(scan, guessed_fps)
+    if fps is None:
+        raise VideoError(f"{path}: ffmpeg reports no frame rate for the video stream", stderr)
+    num_frames = len(scan.pts) if scan.complete else video.get("num_frames")
+    return VideoInfo(
+        path=path, width=video["width"], height=video["height"],
+        rotation=_normalise_rotation(video.get("rotation", 0.0)),
+        decoded_width=decoded_width, decoded_height=decoded_height, fps=fps,
+        num_frames=num_frames, pix_fmt=video["pix_fmt"], bit_depth=bit_depth_of(video["pix_fmt"]),
+        duration=header.duration, is_vfr=is_vfr, video_index=video["index"],
+        color_space=video["color_space"], color_range=video["color_range"],
+        streams=tuple(header.streams))
+
+
+def count_frames(path: str | os.PathLike, video_index: int | None = None) -> int:
+    """Decode the whole video stream and count its frames (exact, slow for long videos).
+
+    Counts what `FrameReader` yields: every decoded frame, none dropped or duplicated.
+    """
+    path = os.fspath(path)
+    if video_index is None:
+        video_index = probe(path, max_scan_seconds=0.0).video_index
+    result = _run_ffmpeg(["-v", "error", "-nostats", "-progress", "pipe:1", "-i", path,
+                          "-map", f"0:{video_index}", "-fps_mode", "passthrough", "-f", "null", "-"],
+                         timeout=None)
+    if result.returncode != 0:
+        raise ffmpeg_failed(f"{path}: cannot count frames", result.returncode,
+                            _decode(result.stderr))
+    counts = re.findall(r"^frame=(\d+)", _decode(result.stdout), re.MULTILINE)
+    if not counts:
+        raise VideoError(f"{path}: ffmpeg reported no frame count", _decode(result.stderr))
+    return int(counts[-1])
