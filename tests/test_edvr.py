@@ -1,0 +1,109 @@
+"""EDVR against facts recorded from BasicSR's own implementation (tests/data/basicsr_edvr.json)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import EDVR, PRESETS, build_model
+
+BASICSR = json.loads((Path(__file__).parent / "data" / "basicsr_edvr.json").read_text())
+
+
+def num_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_published_parameter_counts():
+    assert num_params(build_model("edvr-m")) == 3_300_131
+    assert num_params(build_model("edvr-l")) == 20_633_827
+
+
+@pytest.mark.parametrize("name", sorted(BASICSR["models"]))
+def test_parameter_names_and_shapes_equal_basicsr(name):
+    entry = BASICSR["models"][name]
+    ours = {key: list(value.shape) for key, value in EDVR(**entry["config"]).state_dict().items()}
+    assert ours == entry["keys"]
+
+
+def seeded_weights(keys: dict) -> dict:
+    """The weights the reference outputs were recorded with: randn * 0.05 in BasicSR's key order."""
+    gen = torch.Generator().manual_seed(0)
+    return {key: torch.randn(shape, generator=gen, dtype=torch.float64) * 0.05 for key, shape in keys.items()}
+
+
+@pytest.mark.parametrize("name", sorted(BASICSR["reference_outputs"]))
+def test_outputs_equal_basicsr_reference(name):
+    reference = BASICSR["reference_outputs"][name]
+    model = EDVR(**reference["config"]).double().eval()
+    model.load_state_dict(seeded_weights(BASICSR["models"][name]["keys"]))
+    h, w = reference["input_hw"]
+    x = torch.rand(1, reference["config"]["num_frame"], 3, h, w,
+                   generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        out = model(x)
+    expected = torch.tensor(reference["output"], dtype=torch.float64).reshape(reference["output_shape"])
+    assert out.shape == expected.shape
+    assert (out - expected).abs().max().item() <= 1e-10
+
+
+def tiny(**overrides):
+    config = dict(num_feat=16, num_frame=3, deformable_groups=2, num_extract_block=1, num_reconstruct_block=1)
+    config.update(overrides)
+    return EDVR(**config).eval()
+
+
+@pytest.mark.parametrize("overrides,expected_scale", [
+    ({}, 4), ({"scale": 2}, 2), ({"scale": 1}, 1), ({"hr_in": True}, 1),
+    ({"hr_in": True, "with_predeblur": True}, 1), ({"with_predeblur": True, "with_tsa": False}, 4),
+    ({"car": True, "nonlocal_attn": True}, 4),
+])
+def test_any_input_size_gives_the_scaled_size(overrides, expected_scale):
+    model = tiny(**overrides)
+    assert model.scale == expected_scale
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 3, 35, 47))
+    assert out.shape == (2, 3, 35 * expected_scale, 47 * expected_scale)
+
+
+def test_padding_only_extends_the_frame():
+    # A frame already of the needed multiple is not padded, so cropping a padded result
+    # must give the same pixels away from the padded border's receptive field.
+    model = tiny(scale=1).double()
+    x = torch.rand(1, 3, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        full = model(x)
+        cropped = model(x[..., :30, :30])
+    assert cropped.shape == (1, 3, 30, 30)
+    assert not torch.equal(full[..., :30, :30], cropped)  # the border does change
+    assert (full[..., :8, :8] - cropped[..., :8, :8]).abs().max().item() < 1e-2
+
+
+def test_untrained_scale1_model_adds_to_the_centre_frame():
+    model = tiny(hr_in=True, with_predeblur=True)
+    for param in (model.conv_last.weight, model.conv_last.bias):
+        torch.nn.init.zeros_(param)
+    x = torch.rand(1, 3, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), x[:, 1])
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"num_frame": 4}, "odd"), ({"hr_in": True, "scale": 4}, "scale"), ({"scale": 3}, "scale"),
+    ({"center_frame_idx": 5}, "center_frame_idx"), ({"num_feat": 12, "deformable_groups": 8}, "divisible"),
+])
+def test_bad_arguments_raise_value_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        EDVR(**kwargs)
+
+
+def test_wrong_input_shape_is_a_value_error():
+    with pytest.raises(ValueError, match=r"expects \(n, 3, 3, h, w\)"):
+        tiny()(torch.rand(1, 5, 3, 16, 16))
+
+
+def test_presets_are_plain_dicts_of_arguments():
+    assert PRESETS["small"]["hr_in"] and PRESETS["small"]["with_predeblur"]
+    assert PRESETS["large"]["num_feat"] == 128 and PRESETS["large"]["num_reconstruct_block"] == 40
+    assert build_model("edvr-m", num_frame=7).num_frame == 7
