@@ -19,7 +19,7 @@ import torch
 from click.testing import CliRunner
 
 from edvr_cli.cli import main
-from models import PRESETS
+from models import PRESETS, build_model
 from models import zoo
 from models.download import (ChecksumError, DownloadError, cache_path, default_cache_dir,
                              resolve_checkpoint)
@@ -257,6 +257,20 @@ def test_seed_checkpoints_are_registered_with_their_published_scores():
     assert (wotsa.with_tsa, tsa.with_tsa) == (False, True)
     assert tsa.model_overrides() == dict(num_frame=5, scale=4, hr_in=False, with_predeblur=False,
                                          with_tsa=True)
+
+
+def test_every_entry_builds_and_standard_configs_match_published_parameter_counts():
+    # Published counts (BasicSR): EDVR-M 3,300,131 and EDVR-L 20,633,827 (x4, 5 frames, TSA).
+    published = {"edvr-m": 3_300_131, "edvr-l": 20_633_827}
+    checked = 0
+    for entry in MODEL_ZOO:
+        model = build_model(entry.preset, **entry.model_overrides())
+        assert (model.scale, model.num_frame) == (entry.scale, entry.num_frame)
+        standard = (entry.num_frame, entry.scale, entry.with_tsa, entry.with_predeblur) == (5, 4, True, False)
+        if standard:
+            assert sum(p.numel() for p in model.parameters()) == published[entry.preset], entry.name
+            checked += 1
+    assert checked == 5
 
 
 # --- `edvr models` ---------------------------------------------------------------------------
