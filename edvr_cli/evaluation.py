@@ -348,6 +348,7 @@ def write_plot(result: EvaluationResult, path: str | Path) -> None:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError as error:
         raise EvaluationError("--plot needs matplotlib: pip install matplotlib") from error
 
@@ -365,6 +366,7 @@ def write_plot(result: EvaluationResult, path: str | Path) -> None:
         if result.has_lq:
             axes.plot(indices, finite([frame.lq_psnr for frame in clip.frames]), linestyle="--",
                       color=line.get_color(), alpha=0.6)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("frame")
     axes.set_ylabel("PSNR (dB)")
     channel = "Y" if result.channel == "y" else "RGB"

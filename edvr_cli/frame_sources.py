@@ -12,24 +12,23 @@ clips pair by clip name. Within a clip, frames pair by position in sorted order 
 need not match). Any mismatch -- clip names, frame counts, frame sizes, an empty folder -- is
 a `FrameSourceError` naming the first one found; nothing is skipped.
 
-Frames are (h, w, 3) uint8 RGB arrays. Videos are decoded by the bundled ffmpeg to rgb24
-through a pipe (a private minimal reader; the project's video I/O module may replace it).
+Frames are (h, w, 3) uint8 RGB arrays. Videos are decoded by `video_io.FrameReader` (ffmpeg
+to rgb24 through a pipe, rotation applied, no frame dropped or duplicated), as `edvr enhance`
+reads them, so a restored video and its input are converted to RGB the same way.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
-import imageio_ffmpeg
 import numpy as np
 
 from edvr_cli.image_io import IMAGE_SUFFIXES, ImageFolderError, list_image_files, read_image
+from edvr_cli.video_io import FrameReader, VideoError, VideoInfo, probe
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".y4m", ".ts", ".mts", ".flv",
                   ".mpg", ".mpeg", ".wmv", ".nut", ".mxf", ".3gp", ".hevc", ".h265", ".h264",
@@ -44,63 +43,22 @@ def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-# ---------------------------------------------------------------- video (minimal ffmpeg reader)
+# ---------------------------------------------------------------- video
 
-def _ffmpeg() -> str:
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _probe_video_size(path: Path) -> tuple[int, int]:
-    """(width, height) of the first video stream, as ffmpeg will output it (after autorotate)."""
-    result = subprocess.run([_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path)],
-                            capture_output=True, text=True, errors="replace")
-    # `ffmpeg -i` alone always exits 1 ("At least one output file must be specified").
-    for line in result.stderr.splitlines():
-        if "Video:" in line:
-            match = re.search(r"(?<![\dx])(\d{1,5})x(\d{1,5})(?![\dx])", line.split("Video:", 1)[1])
-            if match:
-                width, height = int(match.group(1)), int(match.group(2))
-                rotation = re.search(r"rotation of (-?[\d.]+)", result.stderr)
-                if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:
-                    width, height = height, width
-                return width, height
-    last = result.stderr.strip().splitlines()[-1:] or ["no output"]
-    raise FrameSourceError(f"{path}: not a readable video ({last[0]})")
+def _probe(path: Path, option: str) -> VideoInfo:
+    try:
+        return probe(path)
+    except VideoError as error:
+        raise FrameSourceError(f"{option}: {error}") from error
 
 
-def _read_video_frames(path: Path, size: tuple[int, int]) -> Iterator[np.ndarray]:
-    """Decode every frame of `path` as (h, w, 3) uint8 RGB, in order, checking ffmpeg's exit code.
-
-    Closing the generator early stops ffmpeg.
-    """
-    width, height = size
-    frame_bytes = width * height * 3
-    args = [_ffmpeg(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
-            "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    # stderr goes to a file: a pipe nobody reads could fill up and stall ffmpeg.
-    with tempfile.TemporaryFile() as stderr_file:
-        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr_file)
-        finished = False
-        try:
-            while True:
-                buffer = process.stdout.read(frame_bytes)
-                if not buffer:
-                    break
-                if len(buffer) != frame_bytes:
-                    raise FrameSourceError(f"{path}: ffmpeg gave a partial frame "
-                                           f"({len(buffer)} of {frame_bytes} bytes)")
-                yield np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
-            finished = True
-        finally:
-            if not finished:
-                process.kill()
-            process.stdout.close()
-            return_code = process.wait()
-        if return_code != 0:
-            stderr_file.seek(0)
-            message = stderr_file.read().decode(errors="replace").strip().splitlines()
-            raise FrameSourceError(f"{path}: ffmpeg failed decoding (exit {return_code}): "
-                                   f"{message[-1] if message else 'no message'}")
+def _read_video_frames(info: VideoInfo) -> Iterator[np.ndarray]:
+    """Every frame of the video as (h, w, 3) uint8 RGB; closing the generator stops ffmpeg."""
+    try:
+        with FrameReader(info.path, info) as reader:
+            yield from reader
+    except VideoError as error:
+        raise FrameSourceError(str(error)) from error
 
 
 # ---------------------------------------------------------------- clips
@@ -116,36 +74,33 @@ class Frame:
 
 @dataclass(frozen=True)
 class Clip:
-    """A clip: image files in natural order, or a video file (`image_files` is None)."""
+    """A clip: image files in natural order, or a probed video file."""
 
     name: str
     path: Path
-    image_files: tuple[Path, ...] | None
-
-    @property
-    def is_video(self) -> bool:
-        return self.image_files is None
+    image_files: tuple[Path, ...] | None = None  # None for a video
+    video: VideoInfo | None = None  # None for image files
 
     @property
     def num_frames(self) -> int | None:
-        """Frame count, or None for a video (known only once decoded)."""
-        return None if self.image_files is None else len(self.image_files)
+        """Frame count; None for a video whose count the probe could not establish."""
+        return self.video.num_frames if self.video is not None else len(self.image_files)
 
     def frame_sizes(self) -> Iterator[tuple[int, int]]:
         """(width, height) of each frame, read from image headers; one value for a video."""
-        if self.image_files is None:
-            yield _probe_video_size(self.path)
+        if self.video is not None:
+            yield self.video.decoded_width, self.video.decoded_height
             return
         for path in self.image_files:
             yield _image_size(path)
 
     def frames(self) -> Iterator[Frame]:
         """The clip's frames in order; video frames are decoded here, image files on `load()`."""
-        if self.image_files is not None:
+        if self.video is None:
             for index, path in enumerate(self.image_files):
                 yield Frame(index, path.name, partial(_read_frame, path))
             return
-        for index, frame in enumerate(_read_video_frames(self.path, _probe_video_size(self.path))):
+        for index, frame in enumerate(_read_video_frames(self.video)):
             yield Frame(index, "", partial(_identity, frame))
 
 
@@ -199,7 +154,8 @@ def open_source(path: str | Path, option: str = "--gt") -> Source:
     if path.is_file():
         if path.suffix.lower() in IMAGE_SUFFIXES:
             return Source(option, path, (Clip(path.stem, path, (path,)),), is_collection=False)
-        return Source(option, path, (Clip(path.stem, path, None),), is_collection=False)
+        return Source(option, path, (Clip(path.stem, path, video=_probe(path, option)),),
+                      is_collection=False)
     images = list_image_files(path)
     if images:
         return Source(option, path, (Clip(path.name, path, tuple(images)),), is_collection=False)
@@ -213,7 +169,7 @@ def open_source(path: str | Path, option: str = "--gt") -> Source:
                 raise FrameSourceError(f"{option}: clip folder {entry} holds no image frames")
             clip = Clip(entry.name, entry, tuple(files))
         elif entry.suffix.lower() in VIDEO_SUFFIXES:
-            clip = Clip(entry.stem, entry, None)
+            clip = Clip(entry.stem, entry, video=_probe(entry, option))
         else:
             continue  # stray files (notes, meta info) beside clip folders are not clips
         if clip.name in clips:
@@ -275,7 +231,9 @@ def _match_clips(reference: Source, other: Source) -> list[Clip]:
 
 def _check_same_shape(name: str, reference: Clip, reference_option: str, other: Clip,
                       other_option: str) -> None:
-    """Equal frame counts (when known before decoding) and equal sizes, frame by frame."""
+    """Equal frame counts (when known before decoding) and equal sizes, frame by frame.
+
+    A video's frame count may be unknown until decoded: `frame_pairs` checks it again."""
     if reference.num_frames is not None and other.num_frames is not None \
             and reference.num_frames != other.num_frames:
         raise FrameSourceError(f"clip '{name}': {reference_option} has {reference.num_frames} frames "
@@ -299,7 +257,7 @@ def _check_same_shape(name: str, reference: Clip, reference_option: str, other: 
 def pair_sources(gt: str | Path, pred: str | Path, lq: str | Path | None = None) -> list[ClipPair]:
     """Open and pair the sources, checking clip names, frame counts and frame sizes.
 
-    Video frame counts are checked while decoding (`frame_pairs`), since they are only known then.
+    Video frame counts are checked again while decoding (`frame_pairs`): a probe may not know them.
 
     Args:
         gt: ground-truth source path.

@@ -1,6 +1,7 @@
 """`edvr eval` end to end: layouts, pairing errors, exact values in JSON/CSV, --lq, videos, --plot."""
 
 import csv
+import dataclasses
 import json
 import math
 import subprocess
@@ -15,6 +16,7 @@ from skimage.metrics import structural_similarity
 
 from edvr_cli.cli import main
 from edvr_cli.evaluation import evaluate
+from edvr_cli.frame_sources import ClipPair, FrameSourceError, frame_pairs, open_source
 from edvr_cli.image_io import write_png
 from edvr_cli.metrics import frame_metrics
 from tests.clips import FFMPEG, make_clip
@@ -275,7 +277,18 @@ def test_video_frame_count_and_size_mismatches(tmp_path):
     result = run_eval("--gt", not_video, "--pred", ten)
     assert result.exit_code != 0
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"Error: {not_video}: not a readable video")
+    assert len(lines) == 1 and lines[0].startswith(f"Error: --gt: {not_video}: not a video file")
+
+
+def test_video_count_unknown_to_the_probe_is_checked_while_decoding(tmp_path):
+    ten = make_clip(tmp_path / "ten.mkv", num_frames=10)
+    eight = make_clip(tmp_path / "eight.mkv", num_frames=8)
+    gt, pred = (open_source(path).clips[0] for path in (ten, eight))
+    unknown = [dataclasses.replace(c, video=dataclasses.replace(c.video, num_frames=None)) for c in (gt, pred)]
+    pair = ClipPair("ten", *unknown)
+    with pytest.raises(FrameSourceError, match=r"^clip 'ten': --gt has 10 frames but --pred has 8$"):
+        list(frame_pairs(pair))
+    assert [frames.index for frames in frame_pairs(ClipPair("ten", unknown[0], unknown[0]))] == list(range(10))
 
 
 # ---------------------------------------------------------------- pairing errors
