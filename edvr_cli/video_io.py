@@ -35,7 +35,7 @@ import numpy as np
 
 from edvr_cli.image_io import ImageFolderError, list_image_files, read_image, write_png
 from edvr_cli.video_probe import (StreamInfo, VideoError, VideoInfo, bit_depth_of, count_frames,
-                                  ffmpeg_exe, ffmpeg_failed, probe, summarize_stderr)
+                                  ffmpeg_exe, ffmpeg_failed, probe)
 
 __all__ = ["VideoError", "VideoInfo", "StreamInfo", "probe", "count_frames", "FrameReader",
            "FrameWriter", "PngFolderWriter", "FolderFrameReader", "temporary_output_path",

@@ -35,6 +35,11 @@ _GENERIC_STDERR = re.compile(
     r"|Task finished with error code.*|Terminating thread with return code.*"
     r"|Nothing was written into output file.*|Error writing trailer.*|Last message repeated.*"
     r"|At least one output file must be specified|Press \[q\].*)$")
+# Lines that report the failure of a step because of an error printed before them.
+_CONSEQUENCE_STDERR = re.compile(
+    r"^(Error opening input: .*|Could not open encoder before EOF|Cannot determine format of .*"
+    r"|Decode error rate .*|Error while (decoding|processing|opening) .*|Error muxing a packet"
+    r"|Error submitting .*|Could not write header.*|Error splitting the argument list.*)$")
 _LOG_PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
 
 
@@ -52,12 +57,18 @@ class VideoError(Exception):
 
 
 def summarize_stderr(stderr: str) -> str:
-    """The last line of ffmpeg's stderr that names a cause, without its `[muxer @ 0x..]` prefix."""
+    """The line of ffmpeg's stderr that best names the cause, without `[muxer @ 0x..]` prefixes.
+
+    That is the last line that is neither boilerplate nor a consequence of an earlier error
+    ("moov atom not found" rather than "Error opening input: Invalid data ...").
+    """
     lines = [_LOG_PREFIX.sub("", line).strip() for line in stderr.splitlines()]
-    meaningful = [line for line in lines if line and not _GENERIC_STDERR.match(line)]
-    if meaningful:
-        return meaningful[-1]
-    return lines[-1] if any(lines) else "no message"
+    lines = [line for line in lines if line]
+    if not lines:
+        return "no message"
+    specific = [line for line in lines if not _GENERIC_STDERR.match(line)]
+    causes = [line for line in specific if not _CONSEQUENCE_STDERR.match(line)]
+    return (causes or specific or lines)[-1]
 
 
 def ffmpeg_failed(what: str, returncode: int, stderr: str) -> VideoError:
@@ -80,8 +91,8 @@ class VideoInfo:
     """A video file's first (non cover-art) video stream plus the list of all streams.
 
     `width`/`height` are the coded frame size before rotation. `rotation` is the display matrix
-    angle in degrees counter-clockwise, as ffmpeg prints it (a legacy `rotate=90` tag reads as
-    -90), normalised to (-180, 180]. `decoded_width`/`decoded_height` are the size of the frames
+    angle in degrees counter-clockwise, as ffmpeg prints it (ffmpeg turns a legacy clockwise
+    `rotate=90` tag into -90), normalised to (-180, 180]. `decoded_width`/`decoded_height` are the size of the frames
     ffmpeg decodes with its default autorotation, i.e. what `FrameReader` yields.
 
     `fps` is exact: ffmpeg's frame rate of the stream for constant-rate video, the average rate
@@ -154,7 +165,6 @@ _STREAM_LINE = re.compile(
     r"^\s*Stream #\d+:(\d+)(?:\[[^\]]*\])?(?:\(([^)]*)\))?: (Video|Audio|Subtitle|Attachment|Data): (.*)$")
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _ROTATION = re.compile(r"display ?matrix: rotation of (-?[\d.]+) degrees", re.IGNORECASE)
-_ROTATE_TAG = re.compile(r"^\s*rotate\s*:\s*(-?\d+)\s*$")
 _NUM_FRAMES_TAG = re.compile(r"^\s*NUMBER_OF_FRAMES(?:-\w+)?\s*:\s*(\d+)\s*$")
 _COLOR_RANGES = ("tv", "pc")
 _COLOR_SPACES = ("bt709", "smpte170m", "bt470bg", "bt2020nc", "bt2020c", "smpte240m", "fcc",
@@ -192,8 +202,6 @@ def _parse_header(stderr: str) -> _Header:
         if current_is_video:
             if match := _ROTATION.search(line):
                 video["rotation"] = float(match.group(1))
-            elif (match := _ROTATE_TAG.match(line)) and "rotation" not in video:
-                video["rotation"] = -float(match.group(1))  # legacy tag is clockwise
             elif match := _NUM_FRAMES_TAG.match(line):
                 video["num_frames"] = int(match.group(1))
     return _Header(streams, duration, video)
@@ -243,8 +251,9 @@ def _first_frame_props(path: str, video_index: int) -> tuple[Fraction | None, in
 @dataclass
 class _PacketScan:
     time_base: Fraction
-    pts: list[int]  # presentation timestamps of kept packets, in file order
-    complete: bool  # False when the scan stopped at the time limit
+    pts: list[int]  # presentation timestamps of the kept packets, in file order
+    last_duration: int  # duration of the packet with the largest pts (0 if unknown)
+    complete: bool  # False when the scan stopped at the time limit or on an error
 
 
 def _scan_packets(path: str, video_index: int, max_scan_seconds: float) -> _PacketScan:
@@ -252,8 +261,9 @@ def _scan_packets(path: str, video_index: int, max_scan_seconds: float) -> _Pack
     args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", path,
             "-map", f"0:{video_index}", "-c", "copy", "-f", "framecrc", "-"]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    time_base, pts, complete = Fraction(1), [], True
+    time_base, pts, last_pts, last_duration = Fraction(1), [], None, 0
     deadline = time.monotonic() + max_scan_seconds
+    stopped_early = False
     try:
         for raw_line in process.stdout:
             line = raw_line.decode("ascii", errors="replace")
@@ -261,35 +271,47 @@ def _scan_packets(path: str, video_index: int, max_scan_seconds: float) -> _Pack
                 num, den = line.split(":")[1].strip().split("/")
                 time_base = Fraction(int(num), int(den))
             elif not line.startswith("#"):
+                # stream, dts, pts, duration, size, checksum[, F=0x..]
                 fields = [field.strip() for field in line.split(",")]
-                # "F=0x.." flags; 0x4 marks a packet the demuxer says to discard (edit lists)
                 flags = next((int(f[2:], 16) for f in fields[6:] if f.startswith("F=")), 1)
-                if not flags & 0x4 and len(fields) >= 5:
+                if len(fields) >= 5 and not flags & 0x4:  # 0x4: discarded (MP4 edit list)
                     pts.append(int(fields[2]))
+                    if last_pts is None or pts[-1] > last_pts:
+                        last_pts, last_duration = pts[-1], int(fields[3])
             if time.monotonic() > deadline:
-                complete = False
+                stopped_early = True
                 break
     finally:
-        process.kill()
-        process.wait()
-    return _PacketScan(time_base, pts, complete and process.returncode in (0, -9))
+        if stopped_early:
+            process.kill()
+        process.stdout.close()
+        returncode = process.wait()
+    return _PacketScan(time_base, pts, max(last_duration, 0),
+                       not stopped_early and returncode == 0)
 
 
 def _rate_from_scan(scan: _PacketScan, guessed_fps: Fraction | None) -> tuple[Fraction | None, bool]:
-    """(frame rate, is_vfr) from packet timestamps checked against `guessed_fps`'s grid."""
+    """(frame rate, is_vfr) from packet timestamps checked against `guessed_fps`'s grid.
+
+    For variable frame rate the rate is the one at which the frames fill the stream's time:
+    frames / (last timestamp + its duration - first timestamp).
+    """
     times = sorted(scan.pts)
     if len(times) < 2:
         return guessed_fps, False
     span = (times[-1] - times[0]) * scan.time_base  # seconds, exact
-    average = Fraction(len(times) - 1) / span if span > 0 else guessed_fps
+    if span <= 0:
+        return guessed_fps, False
+    last_duration = scan.last_duration * scan.time_base or span / (len(times) - 1)
+    average = len(times) / (span + last_duration)
     if guessed_fps is None:
-        return (average.limit_denominator(1001) if average else None), True
+        return average.limit_denominator(1001), True
     # constant rate: every timestamp within a tenth of a frame (or one tick) of the ideal grid
     tolerance = max(Fraction(1, 10) / guessed_fps, scan.time_base)
     start = times[0] * scan.time_base
     is_vfr = any(abs(t * scan.time_base - start - i / guessed_fps) > tolerance
                  for i, t in enumerate(times))
-    if is_vfr and average:
+    if is_vfr:
         return average.limit_denominator(1001), True
     return guessed_fps, False
 
