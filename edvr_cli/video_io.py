@@ -144,6 +144,13 @@ class FrameReader:
         return False
 
     def _read_frames(self) -> None:
+        try:
+            self._read_frames_until_end()
+        except Exception as error:  # never leave the consumer waiting on an empty queue
+            self._put(VideoError(f"{self.path}: reading ffmpeg output failed: {error}",
+                                 self._stderr.text))
+
+    def _read_frames_until_end(self) -> None:
         stdout = self.process.stdout
         num_frames = 0
         while not self._stop.is_set():
@@ -307,7 +314,7 @@ def _muxes(source: str, stream_index: int, suffix: str, codec: str) -> bool:
     with tempfile.TemporaryDirectory() as folder:
         target = os.path.join(folder, f"trial{suffix}")
         args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", source,
-                "-map", f"0:{stream_index}", "-c", codec, "-t", "1", "-y", target]
+                "-map", f"0:{stream_index}", "-c", codec, "-frames", "0", "-y", target]
         result = subprocess.run(args, capture_output=True, check=False)
     return result.returncode == 0
 
@@ -317,7 +324,7 @@ def plan_source_streams(source: str, info: VideoInfo, output_path: str | os.Path
     """ffmpeg arguments that bring `source`'s audio, subtitle and attachment streams along.
 
     Every such stream is mapped from input 1. Each is copied if the output container takes it
-    (tried with a one-second mux, as ffmpeg decides), else transcoded (audio -> aac, or opus for
+    (ffmpeg tries to write the stream's header into a scratch file of the same type), else transcoded (audio -> aac, or opus for
     WebM; text subtitles -> mov_text for MP4/MOV, webvtt for WebM, srt otherwise), else left out.
     PCM audio is transcoded to aac for MP4 even though ffmpeg can store it: few players read it.
 
@@ -328,9 +335,13 @@ def plan_source_streams(source: str, info: VideoInfo, output_path: str | os.Path
     args, notes = [], []
     output_index = first_output_index
     for stream in info.streams:
-        if stream.kind not in ("audio", "subtitle", "attachment"):
-            continue
         label = f"{stream.kind} stream {stream.index} ({stream.codec})"
+        if stream.index == info.video_index:
+            continue
+        if stream.kind not in ("audio", "subtitle", "attachment"):
+            notes.append(f"{label} left out: only the enhanced video, audio, subtitles and "
+                         "attachments are written")
+            continue
         prefer_transcode = _TRANSCODE_ANYWAY.get((suffix, stream.kind))
         copyable = not (prefer_transcode and prefer_transcode.match(stream.codec))
         if copyable and _muxes(source, stream.index, suffix, "copy"):
@@ -350,7 +361,8 @@ def _color_args(pix_fmt: str, width: int, height: int, source_info: VideoInfo | 
     """Convert RGB to YUV with a stated matrix and tag the output with it.
 
     The matrix is the source's when tagged, else the one the reader assumed (BT.709 at HD
-    sizes, BT.601 below); tags make players show the RGB the model produced.
+    sizes, BT.601 below); tags make players show the RGB the model produced. The source's
+    primaries and transfer tags are kept (the RGB values are still in those).
     """
     if not _is_yuv(pix_fmt):
         return []
@@ -360,8 +372,13 @@ def _color_args(pix_fmt: str, width: int, height: int, source_info: VideoInfo | 
         probe_size = (source_info.width, source_info.height) if source_info else (width, height)
         tag = _untagged_matrix(*probe_size)
     out_range = "pc" if source_info is not None and source_info.color_range == "pc" else "tv"
-    return ["-vf", f"scale=out_color_matrix={_SWSCALE_MATRIX[tag]}:out_range={out_range}",
+    args = ["-vf", f"scale=out_color_matrix={_SWSCALE_MATRIX[tag]}:out_range={out_range}",
             "-colorspace", tag, "-color_range", out_range]
+    if source_info is not None and source_info.color_primaries:
+        args += ["-color_primaries", source_info.color_primaries]
+    if source_info is not None and source_info.color_transfer:
+        args += ["-color_trc", source_info.color_transfer]
+    return args
 
 
 class FrameWriter:

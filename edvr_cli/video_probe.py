@@ -115,6 +115,8 @@ class VideoInfo:
     video_index: int  # ffmpeg's index of the video stream described here
     color_space: str | None  # YUV matrix as tagged ("bt709", "smpte170m", ...), None if untagged
     color_range: str | None  # "tv" (limited) or "pc" (full), None if untagged
+    color_primaries: str | None  # as tagged ("bt709", "bt2020", ...), None if untagged
+    color_transfer: str | None  # as tagged ("bt709", "smpte2084", ...), None if untagged
     streams: tuple[StreamInfo, ...]
 
 
@@ -190,11 +192,15 @@ def _parse_header(stderr: str) -> _Header:
             duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
         if match := _STREAM_LINE.match(line):
             index, language, kind, description = match.groups()
+            current_is_video = False
+            if any(stream.index == int(index) for stream in streams):
+                continue  # listed again under a "Stream group"
             language = language if language and language != "und" else None
             parts = _split_top_level(description)
             codec = parts[0].split(" ")[0]
+            if codec == "none" and (tag := re.search(r"\((\w+) / 0x", parts[0])):
+                codec = tag.group(1)  # e.g. a QuickTime timecode track: "none (tmcd / 0x..)"
             streams.append(StreamInfo(int(index), kind.lower(), codec, language))
-            current_is_video = False
             if kind == "Video" and not video and "(attached pic)" not in description:
                 video = _parse_video_description(int(index), parts)
                 current_is_video = True
@@ -209,7 +215,8 @@ def _parse_header(stderr: str) -> _Header:
 
 def _parse_video_description(index: int, parts: list[str]) -> dict:
     """Fields of a "Video:" line split at top-level commas: codec, pix_fmt(...), WxH, ..."""
-    fields: dict = {"index": index, "pix_fmt": "unknown", "color_space": None, "color_range": None}
+    fields: dict = {"index": index, "pix_fmt": "unknown", "color_space": None, "color_range": None,
+                    "color_primaries": None, "color_transfer": None}
     if len(parts) > 1:
         pix_match = re.match(r"^([0-9a-z_]+)(?:\((.*)\))?", parts[1])
         if pix_match and not re.match(r"^\d+x\d+", parts[1]):
@@ -218,8 +225,11 @@ def _parse_video_description(index: int, parts: list[str]) -> dict:
                 item = item.strip()
                 if item in _COLOR_RANGES:
                     fields["color_range"] = item
-                elif item.split("/")[0] in _COLOR_SPACES:
-                    fields["color_space"] = item.split("/")[0]
+                elif item.split("/")[0] in _COLOR_SPACES or item.count("/") == 2:
+                    # "bt709" when matrix, primaries and transfer agree, else "matrix/prim/trc"
+                    names = item.split("/") if "/" in item else [item] * 3
+                    for key, name in zip(("color_space", "color_primaries", "color_transfer"), names):
+                        fields[key] = None if name in ("unknown", "reserved") else name
     for part in parts[1:]:
         if size := re.match(r"^(\d+)x(\d+)", part):
             fields["width"], fields["height"] = int(size.group(1)), int(size.group(2))
@@ -356,6 +366,7 @@ def probe(path: str | os.PathLike, max_scan_seconds: float = 5.0) -> VideoInfo:
         num_frames=num_frames, pix_fmt=video["pix_fmt"], bit_depth=bit_depth_of(video["pix_fmt"]),
         duration=header.duration, is_vfr=is_vfr, video_index=video["index"],
         color_space=video["color_space"], color_range=video["color_range"],
+        color_primaries=video["color_primaries"], color_transfer=video["color_transfer"],
         streams=tuple(header.streams))
 
 

@@ -361,6 +361,39 @@ def test_writer_and_reader_agree_on_colour(tmp_path, width, height, expected_tag
     assert np.abs(np.array(centres) - colours.astype(int)).max() <= 3
 
 
+def test_reader_treats_untagged_hd_as_bt709(tmp_path):
+    colours = np.array([[200, 30, 40], [20, 180, 60], [30, 40, 210], [128, 128, 128]], np.uint8)
+    frame = np.ascontiguousarray(np.broadcast_to(np.repeat(colours, 320, axis=0), (720, 1280, 3)))
+    untagged = tmp_path / "untagged.mkv"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "1280x720",
+                    "-i", "-", "-vf", "scale=out_color_matrix=bt709,setparams=colorspace=unknown",
+                    "-pix_fmt", "yuv444p", "-c:v", "ffv1", str(untagged)],
+                   input=frame.tobytes(), check=True, capture_output=True)
+    info = probe(untagged)
+    assert info.color_space is None
+    with FrameReader(untagged, info) as reader:
+        decoded = next(iter(reader))
+    centres = np.array([decoded[360, 160 + 320 * i] for i in range(4)], int)
+    assert np.abs(centres - colours.astype(int)).max() <= 2
+
+
+def test_writer_does_not_rotate_again_and_notes_left_out_streams(tmp_path, clips):
+    source = tmp_path / "rotated_timecode.mov"
+    ffmpeg("-display_rotation", "90", "-i", str(clips["ntsc_mp4"]), "-c", "copy",
+           "-timecode", "01:00:00:00", str(source))
+    info = probe(source)
+    assert info.rotation == 90 and info.streams[1] == StreamInfo(1, "data", "tmcd", "eng")
+    with FrameReader(source, info) as reader, \
+            FrameWriter(tmp_path / "out.mp4", reader.width, reader.height, info.fps,
+                        preset="ultrafast", source=source, source_info=info) as writer:
+        for frame in reader:
+            writer.write(frame)
+    assert writer.notes == ["data stream 1 (tmcd) left out: only the enhanced video, audio, "
+                            "subtitles and attachments are written"]
+    output = probe(tmp_path / "out.mp4")
+    assert (output.width, output.height, output.rotation, output.num_frames) == (48, 64, 0, 12)
+
+
 @pytest.mark.parametrize("codec, width, height, source_pix_fmt, expected", [
     ("libx264", 64, 48, None, "yuv420p"),
     ("libx264", 175, 143, None, "yuv444p"),
