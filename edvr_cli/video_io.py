@@ -35,7 +35,7 @@ import numpy as np
 
 from edvr_cli.image_io import ImageFolderError, list_image_files, read_image, write_png
 from edvr_cli.video_probe import (StreamInfo, VideoError, VideoInfo, bit_depth_of, count_frames,
-                                  ffmpeg_exe, ffmpeg_failed, probe)
+                                  ffmpeg_exe, ffmpeg_failed, ffmpeg_path, probe)
 
 __all__ = ["VideoError", "VideoInfo", "StreamInfo", "probe", "count_frames", "FrameReader",
            "FrameWriter", "PngFolderWriter", "FolderFrameReader", "temporary_output_path",
@@ -112,8 +112,9 @@ class FrameReader:
         self.width, self.height = self.info.decoded_width, self.info.decoded_height
         self.num_frames_read = 0
         self._frame_size = self.width * self.height * 3
-        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", self.path,
-                "-map", f"0:{self.info.video_index}", "-fps_mode", "passthrough"]
+        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error",
+                "-i", ffmpeg_path(self.path), "-map", f"0:{self.info.video_index}",
+                "-fps_mode", "passthrough"]
         if _is_yuv(self.info.pix_fmt) and self.info.color_space is None:
             matrix = _untagged_matrix(self.info.width, self.info.height)
             args += ["-vf", f"scale=in_color_matrix={matrix}"]
@@ -290,10 +291,11 @@ def temporary_output_path(final_path: str | os.PathLike) -> Path:
 
 
 # Codecs that copy into a container without error but that its players mostly cannot play.
-_TRANSCODE_ANYWAY = {(".mp4", "audio"): re.compile(r"^pcm_"), (".m4v", "audio"): re.compile(r"^pcm_")}
+_TRANSCODE_ANYWAY = {(".mp4", "audio"): re.compile(r"^pcm_"),
+                     (".m4v", "audio"): re.compile(r"^pcm_")}
 _TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text", "microdvd",
-                   "subviewer", "subviewer1", "jacosub", "sami", "realtext", "pjs", "mpl2", "vplayer",
-                   "stl"}
+                   "subviewer", "subviewer1", "jacosub", "sami", "realtext", "pjs", "mpl2",
+                   "vplayer", "stl"}
 _MP4_FAMILY = (".mp4", ".m4v", ".mov", ".3gp", ".3g2")
 
 
@@ -310,10 +312,10 @@ def _transcode_codec(suffix: str, stream: StreamInfo) -> str | None:
 
 @functools.lru_cache(maxsize=None)
 def _muxes(source: str, stream_index: int, suffix: str, codec: str) -> bool:
-    """Whether ffmpeg can write stream `stream_index` of `source` into a `suffix` file with `codec`."""
+    """Whether ffmpeg can put stream `stream_index` of `source`, as `codec`, in a `suffix` file."""
     with tempfile.TemporaryDirectory() as folder:
         target = os.path.join(folder, f"trial{suffix}")
-        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", source,
+        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", ffmpeg_path(source),
                 "-map", f"0:{stream_index}", "-c", codec, "-frames", "0", "-y", target]
         result = subprocess.run(args, capture_output=True, check=False)
     return result.returncode == 0
@@ -324,9 +326,10 @@ def plan_source_streams(source: str, info: VideoInfo, output_path: str | os.Path
     """ffmpeg arguments that bring `source`'s audio, subtitle and attachment streams along.
 
     Every such stream is mapped from input 1. Each is copied if the output container takes it
-    (ffmpeg tries to write the stream's header into a scratch file of the same type), else transcoded (audio -> aac, or opus for
-    WebM; text subtitles -> mov_text for MP4/MOV, webvtt for WebM, srt otherwise), else left out.
-    PCM audio is transcoded to aac for MP4 even though ffmpeg can store it: few players read it.
+    (ffmpeg tries to write its header into a scratch file of the same type), else transcoded
+    (audio -> aac, or opus for WebM; text subtitles -> mov_text for MP4/MOV, webvtt for WebM,
+    srt otherwise), else left out. PCM audio becomes aac in MP4 although ffmpeg can store it
+    there: few players read it. Data streams and further video streams are left out.
 
     Returns:
         (arguments, notes): ffmpeg output arguments, and one line per stream not copied as is.
@@ -425,7 +428,7 @@ class FrameWriter:
                 "-r", f"{fps.numerator}/{fps.denominator}", "-i", "-"]
         stream_args: list[str] = []
         if source is not None:
-            args += ["-i", os.fspath(source)]
+            args += ["-i", ffmpeg_path(source)]
             stream_args, self.notes = plan_source_streams(os.fspath(source), source_info, self.path)
             stream_args += ["-map_metadata", "1", "-map_chapters", "1"]
         args += ["-map", "0:0", "-c:v", codec]
@@ -436,7 +439,7 @@ class FrameWriter:
         if preset is not None and _encoder_has_option(codec, "preset"):
             args += ["-preset", str(preset)]
         args += ["-pix_fmt", self.pix_fmt, *_color_args(self.pix_fmt, width, height, source_info)]
-        args += ["-fps_mode", "passthrough", *stream_args, *extra_args, self.path]
+        args += ["-fps_mode", "passthrough", *stream_args, *extra_args, ffmpeg_path(self.path)]
         self.args = args
         self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE)
@@ -598,8 +601,9 @@ class FolderFrameReader:
         for index, file in enumerate(self.files):
             frame = self._first if index == 0 else self._read(file)
             if frame.shape[:2] != (self.height, self.width):
-                raise VideoError(f"{file}: frame size {frame.shape[1]}x{frame.shape[0]} differs from "
-                                 f"{self.width}x{self.height} of the first frame {self.files[0].name}")
+                raise VideoError(f"{file}: frame size {frame.shape[1]}x{frame.shape[0]} differs "
+                                 f"from {self.width}x{self.height} of the first frame "
+                                 f"{self.files[0].name}")
             self.num_frames_read += 1
             yield frame
 

@@ -45,7 +45,19 @@ _LOG_PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
 
 def ffmpeg_exe() -> str:
     """Path of the ffmpeg binary bundled with imageio-ffmpeg (or IMAGEIO_FFMPEG_EXE)."""
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as error:
+        raise VideoError(f"ffmpeg not found: {error}") from error
+
+
+def ffmpeg_path(path: str | os.PathLike) -> str:
+    """`path` as an ffmpeg URL that cannot be misread.
+
+    "file:" + absolute path: a name such as "take:2.mp4" would otherwise name a protocol, and an
+    output name starting with "-" an option.
+    """
+    return "file:" + os.path.abspath(os.fspath(path))
 
 
 class VideoError(Exception):
@@ -73,7 +85,8 @@ def summarize_stderr(stderr: str) -> str:
 
 def ffmpeg_failed(what: str, returncode: int, stderr: str) -> VideoError:
     """A VideoError for an ffmpeg run that exited with `returncode`."""
-    return VideoError(f"{what}: ffmpeg failed (exit {returncode}): {summarize_stderr(stderr)}", stderr)
+    return VideoError(f"{what}: ffmpeg failed (exit {returncode}): {summarize_stderr(stderr)}",
+                      stderr)
 
 
 @dataclass(frozen=True)
@@ -92,8 +105,9 @@ class VideoInfo:
 
     `width`/`height` are the coded frame size before rotation. `rotation` is the display matrix
     angle in degrees counter-clockwise, as ffmpeg prints it (ffmpeg turns a legacy clockwise
-    `rotate=90` tag into -90), normalised to (-180, 180]. `decoded_width`/`decoded_height` are the size of the frames
-    ffmpeg decodes with its default autorotation, i.e. what `FrameReader` yields.
+    `rotate=90` tag into -90), normalised to (-180, 180]. `decoded_width`/`decoded_height` are
+    the size of the frames ffmpeg decodes with its default autorotation, i.e. what
+    `FrameReader` yields.
 
     `fps` is exact: ffmpeg's frame rate of the stream for constant-rate video, the average rate
     (as a Fraction with denominator <= 1001) when `is_vfr`. `is_vfr` is True when the scanned
@@ -138,8 +152,13 @@ def bit_depth_of(pix_fmt: str) -> int:
 
 def _run_ffmpeg(args: list[str], timeout: float | None = 60.0) -> subprocess.CompletedProcess:
     # bytes out: framecrc output and stderr may carry non-UTF-8 metadata
-    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args], capture_output=True,
-                          timeout=timeout, check=False)
+    try:
+        return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args],
+                              capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as error:
+        stderr = _decode(error.stderr or b"")
+        raise VideoError(f"ffmpeg gave no answer within {timeout:g} s: {summarize_stderr(stderr)}",
+                         stderr) from error
 
 
 def _decode(data: bytes) -> str:
@@ -163,8 +182,8 @@ def _split_top_level(text: str) -> list[str]:
     return parts
 
 
-_STREAM_LINE = re.compile(
-    r"^\s*Stream #\d+:(\d+)(?:\[[^\]]*\])?(?:\(([^)]*)\))?: (Video|Audio|Subtitle|Attachment|Data): (.*)$")
+_STREAM_LINE = re.compile(r"^\s*Stream #\d+:(\d+)(?:\[[^\]]*\])?(?:\(([^)]*)\))?: "
+                          r"(Video|Audio|Subtitle|Attachment|Data): (.*)$")
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _ROTATION = re.compile(r"display ?matrix: rotation of (-?[\d.]+) degrees", re.IGNORECASE)
 _NUM_FRAMES_TAG = re.compile(r"^\s*NUMBER_OF_FRAMES(?:-\w+)?\s*:\s*(\d+)\s*$")
@@ -178,6 +197,7 @@ class _Header:
     streams: list[StreamInfo]
     duration: float | None
     video: dict  # fields of the chosen video stream
+    cover_art: set[int]  # indices of "video" streams that are one attached picture
 
 
 def _parse_header(stderr: str) -> _Header:
@@ -185,6 +205,7 @@ def _parse_header(stderr: str) -> _Header:
     streams: list[StreamInfo] = []
     duration = None
     video: dict = {}
+    cover_art: set[int] = set()
     current_is_video = False
     for line in stderr.splitlines():
         if duration is None and (match := _DURATION.search(line)):
@@ -201,6 +222,8 @@ def _parse_header(stderr: str) -> _Header:
             if codec == "none" and (tag := re.search(r"\((\w+) / 0x", parts[0])):
                 codec = tag.group(1)  # e.g. a QuickTime timecode track: "none (tmcd / 0x..)"
             streams.append(StreamInfo(int(index), kind.lower(), codec, language))
+            if "(attached pic)" in description:
+                cover_art.add(int(index))
             if kind == "Video" and not video and "(attached pic)" not in description:
                 video = _parse_video_description(int(index), parts)
                 current_is_video = True
@@ -210,7 +233,7 @@ def _parse_header(stderr: str) -> _Header:
                 video["rotation"] = float(match.group(1))
             elif match := _NUM_FRAMES_TAG.match(line):
                 video["num_frames"] = int(match.group(1))
-    return _Header(streams, duration, video)
+    return _Header(streams, duration, video, cover_art)
 
 
 def _parse_video_description(index: int, parts: list[str]) -> dict:
@@ -228,7 +251,8 @@ def _parse_video_description(index: int, parts: list[str]) -> dict:
                 elif item.split("/")[0] in _COLOR_SPACES or item.count("/") == 2:
                     # "bt709" when matrix, primaries and transfer agree, else "matrix/prim/trc"
                     names = item.split("/") if "/" in item else [item] * 3
-                    for key, name in zip(("color_space", "color_primaries", "color_transfer"), names):
+                    keys = ("color_space", "color_primaries", "color_transfer")
+                    for key, name in zip(keys, names):
                         fields[key] = None if name in ("unknown", "reserved") else name
     for part in parts[1:]:
         if size := re.match(r"^(\d+)x(\d+)", part):
@@ -244,8 +268,8 @@ def _normalise_rotation(degrees: float) -> int:
 
 def _first_frame_props(path: str, video_index: int) -> tuple[Fraction | None, int, int]:
     """(frame rate, width, height) of the first decoded frame, autorotated, from framecrc."""
-    result = _run_ffmpeg(["-v", "error", "-i", path, "-map", f"0:{video_index}", "-frames:v", "1",
-                          "-f", "framecrc", "-"])
+    result = _run_ffmpeg(["-v", "error", "-i", ffmpeg_path(path), "-map", f"0:{video_index}",
+                          "-frames:v", "1", "-f", "framecrc", "-"])
     text = _decode(result.stdout)
     if result.returncode != 0 or "#dimensions" not in text:
         raise ffmpeg_failed(f"{path}: cannot decode the first video frame", result.returncode,
@@ -268,7 +292,7 @@ class _PacketScan:
 
 def _scan_packets(path: str, video_index: int, max_scan_seconds: float) -> _PacketScan:
     """Timestamps of the video packets (stream copy, no decoding), for at most max_scan_seconds."""
-    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", path,
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", ffmpeg_path(path),
             "-map", f"0:{video_index}", "-c", "copy", "-f", "framecrc", "-"]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     time_base, pts, last_pts, last_duration = Fraction(1), [], None, 0
@@ -300,7 +324,8 @@ def _scan_packets(path: str, video_index: int, max_scan_seconds: float) -> _Pack
                        not stopped_early and returncode == 0)
 
 
-def _rate_from_scan(scan: _PacketScan, guessed_fps: Fraction | None) -> tuple[Fraction | None, bool]:
+def _rate_from_scan(scan: _PacketScan,
+                    guessed_fps: Fraction | None) -> tuple[Fraction | None, bool]:
     """(frame rate, is_vfr) from packet timestamps checked against `guessed_fps`'s grid.
 
     For variable frame rate the rate is the one at which the frames fill the stream's time:
@@ -342,14 +367,15 @@ def probe(path: str | os.PathLike, max_scan_seconds: float = 5.0) -> VideoInfo:
         raise VideoError(f"{path}: no such file")
     if os.path.isdir(path):
         raise VideoError(f"{path}: is a folder, not a video file")
-    result = _run_ffmpeg(["-i", path])
+    result = _run_ffmpeg(["-i", ffmpeg_path(path)])
     stderr = _decode(result.stderr)
     if "Input #0" not in stderr:
         raise VideoError(f"{path}: not a video file ({summarize_stderr(stderr)})", stderr)
     header = _parse_header(stderr)
     video = header.video
     if not video:
-        kinds = ", ".join(sorted({s.kind for s in header.streams})) or "no streams"
+        kinds = ", ".join(sorted({"cover art" if s.index in header.cover_art else s.kind
+                                  for s in header.streams})) or "no streams"
         raise VideoError(f"{path}: no video stream (holds {kinds})", stderr)
     if "width" not in video:
         raise VideoError(f"{path}: ffmpeg reports no frame size for the video stream", stderr)
@@ -378,9 +404,9 @@ def count_frames(path: str | os.PathLike, video_index: int | None = None) -> int
     path = os.fspath(path)
     if video_index is None:
         video_index = probe(path, max_scan_seconds=0.0).video_index
-    result = _run_ffmpeg(["-v", "error", "-nostats", "-progress", "pipe:1", "-i", path,
-                          "-map", f"0:{video_index}", "-fps_mode", "passthrough", "-f", "null", "-"],
-                         timeout=None)
+    result = _run_ffmpeg(["-v", "error", "-nostats", "-progress", "pipe:1",
+                          "-i", ffmpeg_path(path), "-map", f"0:{video_index}",
+                          "-fps_mode", "passthrough", "-f", "null", "-"], timeout=None)
     if result.returncode != 0:
         raise ffmpeg_failed(f"{path}: cannot count frames", result.returncode,
                             _decode(result.stderr))

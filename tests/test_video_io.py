@@ -109,7 +109,8 @@ def test_probe_ten_bit_clip_and_reader_gives_eight_bits(tmp_path):
 
 def test_probe_lists_every_stream_with_codec_and_language(clips):
     info = probe(clips["multi_mkv"])
-    assert info.streams == (StreamInfo(0, "video", "ffv1", None), StreamInfo(1, "audio", "aac", "eng"),
+    assert info.streams == (StreamInfo(0, "video", "ffv1", None),
+                            StreamInfo(1, "audio", "aac", "eng"),
                             StreamInfo(2, "audio", "opus", "fre"),
                             StreamInfo(3, "subtitle", "subrip", "ger"))
     assert info.video_index == 0
@@ -173,6 +174,31 @@ def test_probe_errors_are_one_line(tmp_path, clips):
     with pytest.raises(VideoError) as caught:
         probe(text_file)
     assert "Invalid data found" in caught.value.stderr
+
+
+def test_probe_skips_cover_art(tmp_path):
+    cover = tmp_path / "cover.png"
+    write_png(cover, np.zeros((16, 16, 3), np.uint8))
+    song = tmp_path / "song.mp3"
+    ffmpeg("-f", "lavfi", "-i", "sine", "-i", str(cover), "-map", "0", "-map", "1", "-t", "0.3",
+           "-c:v", "png", "-disposition:v", "attached_pic", str(song))
+    with pytest.raises(VideoError, match=r"no video stream \(holds audio, cover art\)"):
+        probe(song)
+
+
+def test_names_that_look_like_options_or_protocols(tmp_path, clips):
+    odd_name = tmp_path / "-take:2.mkv"
+    odd_name.write_bytes(clips["multi_mkv"].read_bytes())
+    info = probe(odd_name)
+    assert info.num_frames == 25
+    with FrameReader(odd_name, info) as reader, \
+            FrameWriter(tmp_path / "-out:1.mkv", 64, 48, info.fps, preset="ultrafast",
+                        source=odd_name, source_info=info) as writer:
+        for frame in reader:
+            writer.write(frame)
+    assert reader.num_frames_read == 25
+    assert [s.kind for s in probe(tmp_path / "-out:1.mkv").streams] == [
+        "video", "audio", "audio", "subtitle"]
 
 
 def test_summarize_stderr_prefers_the_cause_over_its_consequences():
@@ -287,15 +313,18 @@ def test_writer_keeps_all_audio_and_subtitle_tracks_in_mkv(tmp_path, clips):
     writer = _write_black(tmp_path / "out.mkv", source=clips["multi_mkv"])
     assert writer.notes == []
     streams = probe(tmp_path / "out.mkv").streams
-    assert streams[1:] == (StreamInfo(1, "audio", "aac", "eng"), StreamInfo(2, "audio", "opus", "fre"),
+    assert streams[1:] == (StreamInfo(1, "audio", "aac", "eng"),
+                           StreamInfo(2, "audio", "opus", "fre"),
                            StreamInfo(3, "subtitle", "subrip", "ger"))
 
 
 def test_mp4_output_converts_srt_to_mov_text_and_keeps_opus(tmp_path, clips):
     writer = _write_black(tmp_path / "out.mp4", source=clips["multi_mkv"])
-    assert writer.notes == ["subtitle stream 3 (subrip) converted to mov_text for the .mp4 container"]
+    assert writer.notes == [
+        "subtitle stream 3 (subrip) converted to mov_text for the .mp4 container"]
     streams = probe(tmp_path / "out.mp4").streams
-    assert streams[1:] == (StreamInfo(1, "audio", "aac", "eng"), StreamInfo(2, "audio", "opus", "fre"),
+    assert streams[1:] == (StreamInfo(1, "audio", "aac", "eng"),
+                           StreamInfo(2, "audio", "opus", "fre"),
                            StreamInfo(3, "subtitle", "mov_text", "ger"))
 
 
@@ -345,7 +374,8 @@ def test_writer_rejects_frames_of_another_shape(tmp_path):
     assert probe(tmp_path / "out.mp4").num_frames == 1
 
 
-@pytest.mark.parametrize("width, height, expected_tag", [(1280, 720, "bt709"), (64, 48, "smpte170m")])
+@pytest.mark.parametrize("width, height, expected_tag",
+                         [(1280, 720, "bt709"), (64, 48, "smpte170m")])
 def test_writer_and_reader_agree_on_colour(tmp_path, width, height, expected_tag):
     colours = np.array([[200, 30, 40], [20, 180, 60], [30, 40, 210], [128, 128, 128]], np.uint8)
     row = np.repeat(colours, width // 4, axis=0)  # (w, 3): four vertical bars
