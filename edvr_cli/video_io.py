@@ -399,17 +399,20 @@ class FrameWriter:
         codec: ffmpeg encoder name.
         crf, preset: quality settings, passed only to encoders that have these options.
         pix_fmt: output pixel format; None applies `choose_pix_fmt` to the source's format.
-        extra_args: more ffmpeg output arguments, placed before the output path.
+        extra_args: more ffmpeg output arguments, placed before the output path. Not "-vf" for
+            YUV output: the writer sets its own filter for the RGB -> YUV conversion.
         source: file whose audio, subtitle and attachment streams are copied along.
         source_info: `probe(source)` when known (also gives the default pixel format and colour).
         queue_size: frames buffered ahead of ffmpeg.
+        check_frame_count: after closing, count the output's video packets (no decoding) and
+            raise VideoError unless they equal the frames written.
     """
 
     def __init__(self, path: str | os.PathLike, width: int, height: int, fps: Fraction,
                  codec: str = "libx264", crf: int | None = 17, preset: str | None = "medium",
                  pix_fmt: str | None = None, extra_args: Sequence[str] = (),
                  source: str | os.PathLike | None = None, source_info: VideoInfo | None = None,
-                 queue_size: int = 8):
+                 queue_size: int = 8, check_frame_count: bool = True):
         if width <= 0 or height <= 0:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
         fps = Fraction(fps)
@@ -417,6 +420,7 @@ class FrameWriter:
             raise ValueError(f"fps must be positive, got {fps}")
         self.path = os.fspath(path)
         self.width, self.height, self.fps = width, height, fps
+        self.check_frame_count = check_frame_count
         self.notes: list[str] = []
         self.num_frames_written = 0
         if source is not None and source_info is None:
@@ -501,6 +505,11 @@ class FrameWriter:
         self.process.stderr.close()
         if returncode != 0 or self._feed_error is not None:
             raise ffmpeg_failed(f"{self.path}: encoding failed", returncode, self._stderr.text)
+        if self.check_frame_count and os.path.isfile(self.path):
+            num_frames = probe(self.path, max_scan_seconds=60.0).num_frames
+            if num_frames is not None and num_frames != self.num_frames_written:
+                raise VideoError(f"{self.path}: {self.num_frames_written} frames were written but "
+                                 f"the file holds {num_frames}", self._stderr.text)
 
     def abort(self) -> None:
         """Stop ffmpeg without finishing the file (the caller deletes it)."""

@@ -358,6 +358,12 @@ def test_writer_errors_carry_ffmpeg_stderr(tmp_path):
         _write_black(tmp_path / "out.mp4", num_frames=200, extra_args=["-bogus", "1"])
 
 
+def test_writer_checks_the_output_holds_every_frame(tmp_path):
+    with pytest.raises(VideoError, match="10 frames were written but the file holds 3"):
+        _write_black(tmp_path / "out.mkv", num_frames=10, codec="libx264rgb", pix_fmt="rgb24",
+                     extra_args=["-vf", "select='lt(n,3)'"])
+
+
 def test_writer_exception_in_block_stops_ffmpeg(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         with FrameWriter(tmp_path / "out.mp4", 64, 48, Fraction(25)) as writer:
