@@ -12,6 +12,9 @@ Frames are numpy arrays of shape (h, w, 3), dtype uint8, RGB, everywhere in this
   queue at exactly `fps`; no rescaling (odd sizes are kept, see `choose_pix_fmt`). With `source`
   it copies the source's audio, subtitle and attachment streams, transcoding only the ones the
   output container cannot hold (see `plan_source_streams`); `writer.notes` says what changed.
+  For variable-frame-rate input, `probe().fps` is the average rate: writing at it keeps every
+  frame and the total duration (so the copied audio stays in sync overall), not each frame's
+  own timing. Rotation is not tagged again: the frames are already upright.
 - `temporary_output_path(final)`: where to write before an atomic `os.replace` onto `final`.
 - `PngFolderWriter` / `FolderFrameReader`: the same interfaces over folders of images.
 
@@ -39,7 +42,7 @@ from edvr_cli.video_probe import (StreamInfo, VideoError, VideoInfo, bit_depth_o
 
 __all__ = ["VideoError", "VideoInfo", "StreamInfo", "probe", "count_frames", "FrameReader",
            "FrameWriter", "PngFolderWriter", "FolderFrameReader", "temporary_output_path",
-           "choose_pix_fmt", "plan_source_streams"]
+           "choose_pix_fmt", "plan_source_streams", "ffmpeg_exe"]
 
 _END = object()  # end-of-stream marker in the queues
 _POLL_SECONDS = 0.1  # how often blocked queue operations look for a dead thread or a stop
