@@ -282,6 +282,9 @@ def _first_frame_props(path: str, video_index: int) -> tuple[Fraction | None, in
     return fps, int(size.group(1)), int(size.group(2))
 
 
+_NOPTS = -(2 ** 63)  # ffmpeg's AV_NOPTS_VALUE, printed for packets without a pts
+
+
 @dataclass
 class _PacketScan:
     time_base: Fraction
@@ -309,7 +312,8 @@ def _scan_packets(path: str, video_index: int, max_scan_seconds: float) -> _Pack
                 fields = [field.strip() for field in line.split(",")]
                 flags = next((int(f[2:], 16) for f in fields[6:] if f.startswith("F=")), 1)
                 if len(fields) >= 5 and not flags & 0x4:  # 0x4: discarded (MP4 edit list)
-                    pts.append(int(fields[2]))
+                    # AVI packets carry no pts (NOPTS); their dts is the presentation time.
+                    pts.append(int(fields[2]) if int(fields[2]) != _NOPTS else int(fields[1]))
                     if last_pts is None or pts[-1] > last_pts:
                         last_pts, last_duration = pts[-1], int(fields[3])
             if time.monotonic() > deadline:

@@ -479,3 +479,16 @@ def test_folder_reader_names_the_first_frame_of_another_size(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(VideoError, match="no image files"):
         FolderFrameReader(tmp_path / "empty")
+
+
+def test_avi_without_packet_pts_keeps_its_constant_rate(tmp_path):
+    # AVI stores no presentation timestamps: the packet scan must fall back to dts.
+    from fractions import Fraction
+
+    from tests.clips import make_clip
+    clip = make_clip(tmp_path / "old.avi", num_frames=12, fps="24000/1001",
+                     codec_args=("-c:v", "mpeg4"), pix_fmt="yuv420p")
+    info = probe(clip)
+    assert info.fps == Fraction(24000, 1001)
+    assert not info.is_vfr
+    assert info.num_frames == 12
