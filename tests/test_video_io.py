@@ -487,7 +487,7 @@ def test_avi_without_packet_pts_keeps_its_constant_rate(tmp_path):
 
     from tests.clips import make_clip
     clip = make_clip(tmp_path / "old.avi", num_frames=12, fps="24000/1001",
-                     codec_args=("-c:v", "mpeg4"), pix_fmt="yuv420p")
+                     codec_args=("-c:v", "mpeg4", "-bf", "2", "-vtag", "XVID"), pix_fmt="yuv420p")
     info = probe(clip)
     assert info.fps == Fraction(24000, 1001)
     assert not info.is_vfr
