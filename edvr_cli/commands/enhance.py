@@ -1,0 +1,183 @@
+"""`edvr enhance`: restore or upscale a video (or a folder of frames) with EDVR."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import asdict
+from fractions import Fraction
+from pathlib import Path
+
+import click
+
+from edvr_cli.windows import PADDING_MODES, WINDOW_SIZES
+
+
+class FrameRate(click.ParamType):
+    """A frame rate as an integer, decimal or fraction: 25, 29.97, 24000/1001."""
+
+    name = "FPS"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Fraction):
+            return value
+        try:
+            rate = Fraction(str(value).strip())
+        except (ValueError, ZeroDivisionError):
+            self.fail(f"{value!r} is not a frame rate (e.g. 25, 29.97, 24000/1001)", param, ctx)
+        if rate <= 0:
+            self.fail(f"the frame rate must be positive, got {value}", param, ctx)
+        return rate
+
+
+class Interrupted(click.ClickException):
+    exit_code = 130  # as shells report a Ctrl-C
+
+
+@click.command(name="enhance", short_help="Restore or upscale a video (or a folder of frames) with EDVR.")
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output_path", required=True, type=click.Path(path_type=Path),
+              help="Output video file (its extension picks the container: .mp4, .mkv, ...), or a path "
+                   "without extension (or ending in /) for a folder of numbered PNG frames.")
+@click.option("--model", default=None,
+              help="A checkpoint file (BasicSR, MMEditing, original EDVR or our own layout), a name "
+                   "from `edvr models` (downloaded on first use), builtin-qe / builtin-sr4, or a preset "
+                   "(small, large, edvr-m, edvr-l) together with --weights.  [default: builtin-qe, "
+                   "when this version bundles it]")
+@click.option("--weights", default=None,
+              help="Checkpoint for a preset name given as --model (file or `edvr models` name).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Download cache for model names.  [default: $EDVR_CACHE_DIR, else "
+                   "$XDG_CACHE_HOME/edvr, else ~/.cache/edvr]")
+@click.option("--frames", "window", type=click.Choice([str(size) for size in WINDOW_SIZES]), default=None,
+              help="Frames per temporal window. Must equal the model's own count (the default).")
+@click.option("--padding", type=click.Choice(PADDING_MODES), default="reflection_circle",
+              show_default=True,
+              help="How windows are filled at the clip's ends (BasicSR's modes; its REDS tests use "
+                   "reflection_circle, its deblur tests replicate).")
+@click.option("--tile", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Process frames in tiles of this many input pixels (0 = whole frames). Lowers "
+                   "memory; on out-of-memory the size is halved automatically.")
+@click.option("--tile-overlap", type=click.IntRange(min=0), default=32, show_default=True,
+              help="Context margin around each tile, in input pixels; the margin is cropped away, so "
+                   "a margin covering the network's receptive field leaves no seam.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Windows per forward pass (more is faster on a GPU and needs more memory).")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32",
+              show_default=True,
+              help="Autocast precision. fp16 needs CUDA; bf16 works on CUDA and CPU.")
+@click.option("--ensemble", is_flag=True,
+              help="x8 self-ensemble: average the outputs for the 8 flips/transposes of each window "
+                   "(8x slower, usually a little better).")
+@click.option("--codec", default="libx264", show_default=True,
+              help="ffmpeg video encoder, e.g. libx264, libx265, libsvtav1, ffv1, libx264rgb.")
+@click.option("--crf", type=int, default=17, show_default=True,
+              help="Constant rate factor for encoders that have one (lower = better, bigger).")
+@click.option("--preset", default="medium", show_default=True,
+              help="Encoder speed preset for encoders that have one (ultrafast ... veryslow).")
+@click.option("--pix-fmt", default=None,
+              help="Output pixel format.  [default: the input's, or a 4:4:4 one when the frame size "
+                   "does not fit its chroma subsampling]")
+@click.option("--encoder-arg", "encoder_args", multiple=True, metavar="ARGS",
+              help="More ffmpeg output arguments, split like a shell line; repeatable. "
+                   "E.g. --encoder-arg='-tune film' --encoder-arg='-x264-params keyint=48'.")
+@click.option("--fps", "folder_fps", type=FrameRate(), default="25", show_default=True,
+              help="Frame rate for a folder of images as input (a video keeps its own exact rate).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no summary line (notes still go to stderr).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON summary to stdout (input, output, frames, fps, seconds, device, "
+                   "precision, model, ...) instead of the summary line.")
+def command(input_path: Path, output_path: Path, model: str | None, weights: str | None,
+            cache_dir: Path | None, window: str | None, padding: str, tile: int, tile_overlap: int,
+            batch: int, device: str, precision: str, ensemble: bool, codec: str, crf: int, preset: str,
+            pix_fmt: str | None, encoder_args: tuple[str, ...], folder_fps: Fraction, overwrite: bool,
+            quiet: bool, as_json: bool) -> None:
+    """Restore INPUT (a video, or a folder of images) with EDVR and write it to -o OUTPUT.
+
+    Each output frame is the network's restoration of the input frame at the centre of a window
+    of --frames neighbours. The output has exactly the input's frames, in order, at the input's
+    exact frame rate (e.g. 24000/1001), and is --model's scale times larger. Audio, subtitle and
+    attachment tracks are copied from the input (converted only where the container cannot hold
+    them; a note says so). Variable-frame-rate input is written at a constant rate, its average:
+    every frame is kept and the total duration too, but not per-frame timing.
+
+    The video is streamed: only the frames the current windows need are in memory. The output is
+    written to a hidden file beside it and renamed when complete, so an error or Ctrl-C never
+    leaves a partial file under the output's name.
+
+    \b
+    Examples:
+      edvr enhance clip.mp4 -o clip_x4.mp4 --model EDVR_M_x4_SR_REDS_official
+      edvr enhance clip.mp4 -o clip_qe.mkv --model small --weights runs/small/net_latest.pth
+      edvr enhance clip.mp4 -o clip_qe.mp4 --model ckpt.pth --device cuda --precision fp16 --tile 512
+      edvr enhance frames/ -o restored/ --model ckpt.pth        # folder of PNGs in and out
+      edvr enhance frames/ -o clip.mp4 --model ckpt.pth --fps 24000/1001 --crf 12
+      edvr enhance clip.mp4 -o out.mp4 --model ckpt.pth --codec libx265 --encoder-arg='-tag:v hvc1'
+    """
+    from edvr_cli.enhance import (EncoderSettings, EnhanceSettings, check_paths, enhance,
+                                  load_enhance_model)
+    from edvr_cli.video_io import VideoError
+
+    try:
+        extra_args = tuple(arg for text in encoder_args for arg in shlex.split(text))
+    except ValueError as error:
+        raise click.ClickException(f"--encoder-arg: {error}") from None
+    settings = EnhanceSettings(window=int(window) if window else None, padding=padding, tile=tile,
+                               tile_overlap=tile_overlap, batch=batch, device=device,
+                               precision=precision, ensemble=ensemble, folder_fps=folder_fps)
+    encoder = EncoderSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, extra_args=extra_args)
+    reporter = _ProgressReporter(quiet)
+    try:
+        check_paths(input_path, output_path, overwrite)  # before a model download or load
+        loaded = load_enhance_model(model, weights, cache_dir, progress=not quiet)
+        result = enhance(input_path, output_path, loaded, settings, encoder, overwrite, reporter)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {output_path} was not written") from None
+    except (ValueError, VideoError, OSError) as error:
+        raise click.ClickException(_one_line(error)) from None
+    if as_json:
+        click.echo(json.dumps(asdict(result), indent=2))
+    elif not quiet:
+        click.echo(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) "
+                   f"-> {result.output} ({result.width}x{result.height}, {result.video_fps} fps, "
+                   f"{result.device}, {result.precision})")
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror}"
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+class _ProgressReporter:
+    """tqdm progress (frames, fps, ETA) on stderr; notes printed above the bar."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+
+    def start(self, num_frames: int | None) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=num_frames, unit="frame", desc="enhancing", disable=self.quiet,
+                        file=sys.stderr, dynamic_ncols=True)
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def note(self, message: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(f"note: {message}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

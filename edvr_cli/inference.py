@@ -1,0 +1,192 @@
+"""Running the network on batches of temporal windows: device, precision, tiles, self-ensemble.
+
+`ModelRunner(model, device, ...)` turns windows of uint8 frames (n, t, h, w, 3) into restored
+uint8 frames (n, h * scale, w * scale, 3):
+
+    uint8 -> float [0, 1] on the device -> (x8 dihedral transforms) -> tiled forward (autocast)
+          -> inverse transforms, mean -> clamp, round -> uint8
+
+When the device runs out of memory, the same windows are run again with tiles half the size
+(down to a floor), so a frame is never skipped or repeated; the smaller size is kept for the
+rest of the video and the caller is told once per such episode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from edvr_cli.tiling import run_tiled
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+MIN_TILE = 32  # input pixels; below this, margins dwarf the cores and retrying is pointless
+
+
+class InferenceError(ValueError):
+    """A device, precision or memory problem the user can fix; the message is one line."""
+
+
+def choose_device(spec: str = "auto") -> torch.device:
+    """`auto` -> the first CUDA device if one is usable, else the CPU; or `cpu`, `cuda`, `cuda:N`."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise InferenceError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise InferenceError(f"unsupported device {spec!r}; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise InferenceError(f"device {spec!r} asked for, but this PyTorch sees no CUDA GPU "
+                             f"(CPU-only build or no driver); use --device cpu")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise InferenceError(f"device {spec!r} asked for, but only {torch.cuda.device_count()} "
+                             f"CUDA device(s) exist (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    return device
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype for `precision` on `device` (None = plain fp32)."""
+    if precision not in PRECISIONS:
+        raise InferenceError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type == "cpu":
+        raise InferenceError("fp16 runs on CUDA only; on the CPU use --precision fp32 or bf16")
+    return _AUTOCAST_DTYPES.get(precision)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's out-of-memory error, also as the plain RuntimeError older PyTorch raises."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error)
+
+
+# --- x8 self-ensemble: the dihedral group of the square as (flip rows, flip columns, transpose)
+
+DIHEDRAL = [(flip_h, flip_w, transpose) for transpose in (False, True)
+            for flip_h in (False, True) for flip_w in (False, True)]
+
+
+def transform(x: torch.Tensor, flip_h: bool, flip_w: bool, transpose: bool) -> torch.Tensor:
+    """Flip the last two dims (rows, columns) as asked, then swap them if `transpose`."""
+    dims = [d for d, flip in ((-2, flip_h), (-1, flip_w)) if flip]
+    if dims:
+        x = torch.flip(x, dims)
+    return x.transpose(-2, -1) if transpose else x
+
+
+def inverse_transform(x: torch.Tensor, flip_h: bool, flip_w: bool, transpose: bool) -> torch.Tensor:
+    """Undo `transform(., flip_h, flip_w, transpose)`."""
+    if transpose:
+        x = x.transpose(-2, -1)
+    dims = [d for d, flip in ((-2, flip_h), (-1, flip_w)) if flip]
+    return torch.flip(x, dims) if dims else x
+
+
+class ModelRunner:
+    """Restore batches of temporal windows with `model`.
+
+    Args:
+        model: maps (n, t, 3, h, w) float in [0, 1] to (n, 3, h * model.scale, w * model.scale);
+            needs `scale` and `num_frame` attributes (EDVR has them; `size_multiple` is used if present).
+        device: where to run; the model is moved there.
+        precision: 'fp32', 'fp16' (CUDA only) or 'bf16': autocast dtype for the forward pass.
+        tile: tile size in input pixels; 0 = whole frames (until memory runs out).
+        tile_overlap: margin around each tile, input pixels (see edvr_cli.tiling).
+        ensemble: average the outputs of the 8 flips/transposes of each window.
+        notify: called with one line when the tile size is reduced after running out of memory.
+        min_tile: smallest tile tried before giving up.
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device | str = "cpu", precision: str = "fp32",
+                 tile: int = 0, tile_overlap: int = 32, ensemble: bool = False,
+                 notify: Callable[[str], None] | None = None, min_tile: int = MIN_TILE):
+        if tile < 0 or tile_overlap < 0:
+            raise InferenceError(f"tile size and overlap must be >= 0, got {tile} and {tile_overlap}")
+        self.device = torch.device(device)
+        self.precision = precision
+        self.autocast = autocast_dtype(self.device, precision)
+        self.model = model.to(self.device).eval()
+        self.scale = int(model.scale)
+        self.num_frame = int(model.num_frame)
+        self.align = int(getattr(model, "size_multiple", 1))
+        self.tile = tile
+        self.tile_overlap = tile_overlap
+        self.ensemble = ensemble
+        self.notify = notify or (lambda message: None)
+        self.min_tile = max(min_tile, 2 * self.align)
+        parameter = next(model.parameters(), None)
+        self.dtype = parameter.dtype if parameter is not None else torch.float32
+
+    def _autocast(self):
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
+
+    def _forward(self, frames: torch.Tensor, tile: int) -> torch.Tensor:
+        """(n, t, c, h, w) -> (n, c, h*s, w*s) float, tiled."""
+        with self._autocast():
+            out = run_tiled(self.model, frames, self.scale, tile, self.tile_overlap, self.align)
+        return out.to(self.dtype)
+
+    def _forward_ensemble(self, frames: torch.Tensor, tile: int) -> torch.Tensor:
+        if not self.ensemble:
+            return self._forward(frames, tile)
+        total = None
+        for flips in DIHEDRAL:
+            out = inverse_transform(self._forward(transform(frames, *flips), tile), *flips)
+            total = out if total is None else total + out
+        return total / len(DIHEDRAL)
+
+    def restore(self, frames: torch.Tensor) -> torch.Tensor:
+        """(n, t, c, h, w) float in [0, 1] on the device -> (n, c, h*s, w*s) float, not clamped.
+
+        Runs again with smaller tiles when memory runs out (see the class docstring).
+        """
+        if frames.dim() != 5 or frames.shape[1] != self.num_frame:
+            raise InferenceError(f"expected windows of shape (n, {self.num_frame}, c, h, w), "
+                                 f"got {tuple(frames.shape)}")
+        height, width = frames.shape[-2:]
+        tile = self.tile
+        first_tile = tile
+        while True:
+            try:
+                with torch.no_grad():
+                    out = self._forward_ensemble(frames, tile)
+                break
+            except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
+                if not is_out_of_memory(error):
+                    raise
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            current = tile if 0 < tile < max(height, width) else max(height, width)
+            if current <= self.min_tile:
+                raise InferenceError(
+                    f"{self.device} ran out of memory even with {current} px tiles "
+                    f"({frames.shape[0]} window(s) of {width}x{height}, {self.precision}); "
+                    f"lower --batch, use --precision fp16/bf16, or --device cpu")
+            tile = max(self.min_tile, (current + 1) // 2)
+        if tile != first_tile:
+            before = f"{first_tile} px tiles" if 0 < first_tile < max(height, width) else "whole frames"
+            self.notify(f"{self.device} ran out of memory with {before}: these frames were run again "
+                        f"with {tile} px tiles (--tile {tile}), kept for the rest of the video")
+            self.tile = tile
+        return out
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        """(n, t, h, w, 3) uint8 RGB windows -> (n, h*s, w*s, 3) uint8 RGB restored centre frames."""
+        if windows.ndim != 5 or windows.shape[-1] != 3 or windows.dtype != np.uint8:
+            raise InferenceError(f"expected (n, t, h, w, 3) uint8 windows, got {windows.shape} {windows.dtype}")
+        frames = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
+        frames = frames.permute(0, 1, 4, 2, 3).to(self.dtype).div_(255)  # (n, t, 3, h, w) in [0, 1]
+        out = self.restore(frames)
+        out = out.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+        return out.permute(0, 2, 3, 1).contiguous().cpu().numpy()  # (n, h*s, w*s, 3)
