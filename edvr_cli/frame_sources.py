@@ -5,7 +5,8 @@ A source path is one of:
 - a single image file                 -> one clip of one frame;
 - a video file                        -> one clip (frames in decode order);
 - a folder of clip sub-folders and/or video files (REDS / LDV layout) -> one clip per entry,
-  named by the sub-folder name or the video's stem.
+  named by the sub-folder name or the video's stem. (A folder holding both frames and clip
+  folders is refused as ambiguous; other stray files beside clip folders are not clips.)
 
 Pairing: two single-clip sources pair with each other whatever their names; two folders of
 clips pair by clip name. Within a clip, frames pair by position in sorted order (names
@@ -158,6 +159,11 @@ def open_source(path: str | Path, option: str = "--gt") -> Source:
                       is_collection=False)
     images = list_image_files(path)
     if images:
+        clip_folders = [entry for entry in sorted(path.iterdir(), key=lambda p: _natural_key(p.name))
+                        if entry.is_dir() and not _is_hidden(entry) and list_image_files(entry)]
+        if clip_folders:  # which one was meant is a guess: refuse rather than drop either
+            raise FrameSourceError(f"{option}: {path} holds both image frames and clip folders "
+                                   f"('{clip_folders[0].name}'); give a single clip or a folder of clips")
         return Source(option, path, (Clip(path.name, path, tuple(images)),), is_collection=False)
     clips: dict[str, Clip] = {}
     for entry in sorted(path.iterdir(), key=lambda p: _natural_key(p.name)):

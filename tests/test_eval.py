@@ -335,6 +335,21 @@ def test_empty_folders_and_missing_paths(reds_layout, tmp_path):
         f"({reds_layout / 'pred' / '000'}): give both as clips or both as folders of clips")
 
 
+def test_frames_beside_clip_folders_are_ambiguous(reds_layout):
+    write_png(reds_layout / "gt" / "preview.png", flat_frame(0))
+    assert_one_line_error(run_eval("--gt", reds_layout / "gt", "--pred", reds_layout / "pred"),
+                          f"--gt: {reds_layout / 'gt'} holds both image frames and clip folders ('000'); "
+                          "give a single clip or a folder of clips")
+
+
+def test_single_image_files_compare_as_one_frame_clips(tmp_path):
+    write_png(tmp_path / "a.png", flat_frame(10))
+    write_png(tmp_path / "b.png", damaged(flat_frame(10), 9, 3))
+    result = evaluate(tmp_path / "a.png", tmp_path / "b.png")
+    assert [(c.name, c.num_frames) for c in result.clips] == [("a", 1)]
+    assert result.psnr == closed_form_psnr(9, 3)
+
+
 def test_too_small_for_ssim_and_unwritable_output(tmp_path):
     write_frames(tmp_path / "gt", [np.zeros((8, 8, 3), np.uint8)])
     assert_one_line_error(run_eval("--gt", tmp_path / "gt", "--pred", tmp_path / "gt"),
