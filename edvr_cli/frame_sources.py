@@ -21,6 +21,7 @@ reads them, so a restored video and its input are converted to RGB the same way.
 from __future__ import annotations
 
 import re
+from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -101,8 +102,9 @@ class Clip:
             for index, path in enumerate(self.image_files):
                 yield Frame(index, path.name, partial(_read_frame, path))
             return
-        for index, frame in enumerate(_read_video_frames(self.video)):
-            yield Frame(index, "", partial(_identity, frame))
+        with closing(_read_video_frames(self.video)) as decoded:  # stops ffmpeg when we stop
+            for index, frame in enumerate(decoded):
+                yield Frame(index, "", partial(_identity, frame))
 
 
 def _identity(frame: np.ndarray) -> np.ndarray:
