@@ -336,9 +336,11 @@ def open_source(path: str | os.PathLike, folder_fps: Fraction = DEFAULT_FOLDER_F
     return Source(reader, reader.width, reader.height, info.fps, info.num_frames, info)
 
 
-def open_writer(path: Path, width: int, height: int, source: Source, encoder: EncoderSettings):
-    """A FrameWriter for a video file (streams copied from a video source), or a PngFolderWriter."""
-    if is_folder_output(path):
+def open_writer(path: Path, width: int, height: int, source: Source, encoder: EncoderSettings,
+                folder: bool = False):
+    """A FrameWriter for a video file (streams copied from a video source), or with `folder` a
+    PngFolderWriter."""
+    if folder:
         return PngFolderWriter(path)
     info = source.video_info
     return FrameWriter(path, width, height, source.fps, codec=encoder.codec, crf=encoder.crf,
@@ -465,10 +467,10 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike, model
             note(f"{target}: a folder of PNG frames holds no audio, subtitles or attachments")
         width, height = source.width * runner.scale, source.height * runner.scale
         staging = _staging_path(target, folder_output)
-        reporter.start(source.num_frames)
-        with open_writer(staging, width, height, source, encoder) as writer:
+        with open_writer(staging, width, height, source, encoder, folder=folder_output) as writer:
             for line in getattr(writer, "notes", []):
                 note(line)
+            reporter.start(source.num_frames)
             num_frames = restore_stream(source.reader, runner, writer.write, window, settings.padding,
                                         settings.batch, on_frame=reporter.advance)
         _commit(staging, target)
