@@ -329,10 +329,10 @@ def test_two_audio_tracks_and_subtitles_survive_in_mkv(files, tmp_path):
     assert abs(audio_seconds(output, 1) - audio_seconds(source, 1)) < 1e-3
 
 
-def test_odd_size_is_kept_exactly(files, tmp_path):
+def test_odd_size_is_kept_exactly_also_with_the_ensemble(files, tmp_path):
     clip = marked_clip(tmp_path / "odd.mkv", 3, 175, 143)
     output = tmp_path / "out.mkv"
-    result = run(clip, "-o", output, "--model", files["id5"], "--quiet", *LOSSLESS)
+    result = run(clip, "-o", output, "--model", files["id5"], "--ensemble", "--quiet", *LOSSLESS)
     assert result.exit_code == 0, result.output
     assert (probe(output).width, probe(output).height) == (175, 143)
     assert all(np.array_equal(a, b) for a, b in zip(decode(output), decode(clip)))
@@ -360,6 +360,22 @@ def test_tiled_command_equals_untiled(files, tmp_path):
                  "--tile-overlap", "16", "--batch", "2", "--quiet", *LOSSLESS)
     assert result.exit_code == 0, result.output
     assert all(np.array_equal(a, b) for a, b in zip(decode(tmp_path / "tiled.mkv"), decode(clip)))
+
+
+def test_variable_frame_rate_keeps_every_frame_at_the_average_rate(files, tmp_path):
+    clip = tmp_path / "vfr.mkv"
+    # frames 0-4 at 1/25 s, frames 5-9 at 2/25 s: average 10 frames / 0.56 s = 125/7 fps
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25",
+                    "-frames:v", "10", "-vf", "setpts='(N+if(gte(N,5),N-5,0))/25/TB'",
+                    "-fps_mode", "passthrough", "-c:v", "ffv1", str(clip)], check=True, capture_output=True)
+    assert probe(clip).is_vfr
+    output = tmp_path / "out.mkv"
+    result = run(clip, "-o", output, "--model", files["id5"], "--quiet", *LOSSLESS)
+    assert result.exit_code == 0, result.output
+    assert "variable frame rate; written at a constant 125/7 fps" in result.output
+    info = probe(output)
+    assert (info.num_frames, info.fps, info.is_vfr) == (10, Fraction(125, 7), False)
+    assert all(np.array_equal(a, b) for a, b in zip(decode(output), decode(clip)))
 
 
 def test_one_frame_video(files, tmp_path):
