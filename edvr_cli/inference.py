@@ -59,6 +59,8 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
         raise InferenceError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type == "cpu":
         raise InferenceError("fp16 runs on CUDA only; on the CPU use --precision fp32 or bf16")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise InferenceError(f"{device} has no bf16 support (it came with Ampere GPUs); use --precision fp16")
     return _AUTOCAST_DTYPES.get(precision)
 
 
