@@ -71,6 +71,7 @@ FIELD_NAMES = {"frames": "num_frame", "blocks": "num_reconstruct_block", "extrac
 @click.option("--num-feat", type=click.IntRange(min=1), help="Feature channels.")
 @click.option("--blocks", type=click.IntRange(min=0), help="Reconstruction residual blocks.")
 @click.option("--extract-blocks", type=click.IntRange(min=0), help="Feature-extraction residual blocks.")
+@click.option("--num-hr-feat", type=click.IntRange(min=1), help="Channels of the last full-resolution convs.")
 @click.option("--deformable-groups", type=click.IntRange(min=1), help="DCN offset groups.")
 @click.option("--tsa/--no-tsa", default=None, help="TSA fusion, or a 1x1 conv over the frames.")
 @click.option("--predeblur/--no-predeblur", default=None, help="Predeblur module for the first features.")

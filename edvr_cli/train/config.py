@@ -68,6 +68,7 @@ class TrainConfig:
     num_extract_block: int = _help("residual blocks in feature extraction", default=5)
     num_reconstruct_block: int = _help("residual blocks in reconstruction", default=10)
     deformable_groups: int = _help("DCN offset groups", default=8)
+    num_hr_feat: int = _help("channels of the last full-resolution convs (BasicSR: 64)", default=64)
     hr_in: bool = _help("high-resolution input (features at 1/4 size)", default=True)
     with_predeblur: bool = _help("predeblur module for the first features", default=True)
     with_tsa: bool = _help("TSA fusion (else a 1x1 conv)", default=True)
@@ -113,6 +114,7 @@ class TrainConfig:
         """Constructor arguments of `models.EDVR`."""
         return dict(num_feat=self.num_feat, num_frame=self.num_frame, num_extract_block=self.num_extract_block,
                     num_reconstruct_block=self.num_reconstruct_block, deformable_groups=self.deformable_groups,
+                    num_hr_feat=self.num_hr_feat,
                     hr_in=self.hr_in, with_predeblur=self.with_predeblur, with_tsa=self.with_tsa,
                     scale=self.scale, car=self.car, nonlocal_attn=self.nonlocal_attn,
                     dcn_backend=self.dcn_backend)
@@ -180,8 +182,8 @@ PRESETS: dict[str, dict] = {
                    restart_weights=(1.0, 0.5, 0.5, 0.5, 0.5), tsa_warmup=50_000),
     # Tests and CPU smoke runs: scale 1 without hr_in, so patches can be small (multiples of 4).
     "tiny": dict(num_feat=8, num_frame=3, num_extract_block=1, num_reconstruct_block=1,
-                 deformable_groups=2, hr_in=False, with_predeblur=False, with_tsa=False, scale=1,
-                 patch=32, batch=2, lr=3e-3, iters=200, periods=(200,), restart_weights=(1.0,),
+                 deformable_groups=2, num_hr_feat=16, hr_in=False, with_predeblur=False, with_tsa=False,
+                 scale=1, patch=16, batch=4, lr=3e-3, iters=200, periods=(200,), restart_weights=(1.0,),
                  eta_min=1e-6, num_workers=0, log_every=10, val_every=100, save_every=100,
                  degrade="compress", dcn_backend="pytorch"),
 }

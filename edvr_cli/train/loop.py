@@ -279,7 +279,7 @@ def _train(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, tqd
                 optimizer.zero_grad(set_to_none=True)
                 it += 1
                 progress.update(1)
-                log.record("skip", iter=it, loss=float(loss), bad_steps=bad_steps)
+                log.record("skip", iter=it, loss=float(loss.detach()), bad_steps=bad_steps)
                 log.warning(f"iteration {it}: non-finite loss, step skipped ({bad_steps} in a row)")
                 if bad_steps >= config.max_bad_steps:
                     save_last(it)

@@ -36,18 +36,25 @@ class RunLog:
         self.enabled = enabled
         self.echo = echo if enabled else (lambda line: None)
         self.path = folder / "log.jsonl"
+        self.folder = folder
         self.tensorboard = None
-        if enabled:
-            folder.mkdir(parents=True, exist_ok=True)
-            try:  # optional: TensorBoard's SummaryWriter needs the tensorboard package
-                from torch.utils.tensorboard import SummaryWriter
-                self.tensorboard = SummaryWriter(str(folder / "tensorboard"))
-            except ImportError:
-                pass
+        self._opened = False
+
+    def _open(self) -> None:
+        """The run folder and TensorBoard writer appear with the first record, not before."""
+        self._opened = True
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:  # optional: TensorBoard's SummaryWriter needs the tensorboard package
+            from torch.utils.tensorboard import SummaryWriter
+            self.tensorboard = SummaryWriter(str(self.folder / "tensorboard"))
+        except ImportError:
+            pass
 
     def record(self, event: str, **values) -> None:
         if not self.enabled:
             return
+        if not self._opened:
+            self._open()
         with open(self.path, "a") as handle:
             handle.write(json.dumps(_plain({"event": event, "time": round(time.time(), 3), **values})) + "\n")
         if self.tensorboard is not None and "iter" in values:
