@@ -416,15 +416,16 @@ class EnhanceResult:
     notes: list[str] = field(default_factory=list)
 
 
-def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike, model: LoadedModel,
-            settings: EnhanceSettings = EnhanceSettings(), encoder: EncoderSettings = EncoderSettings(),
-            overwrite: bool = False, reporter: Reporter | None = None,
-            open_source: Callable[..., Source] = open_source,
+def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
+            model: LoadedModel | Callable[[], LoadedModel], settings: EnhanceSettings = EnhanceSettings(),
+            encoder: EncoderSettings = EncoderSettings(), overwrite: bool = False,
+            reporter: Reporter | None = None, open_source: Callable[..., Source] = open_source,
             open_writer: Callable[..., object] = open_writer) -> EnhanceResult:
     """Restore `input_path` (video file or image folder) into `output_path` (video file or folder).
 
     Args:
-        model: from `load_enhance_model` (any module with `scale` and `num_frame` works).
+        model: from `load_enhance_model`, or a function returning it, called once the input has
+            been probed (so a bad input is reported before a model is downloaded or loaded).
         settings: window, padding, tiles, batch, device, precision, ensemble, folder fps.
         encoder: codec, crf, preset, pixel format, extra ffmpeg arguments (video output only).
         overwrite: replace an existing output.
@@ -438,28 +439,22 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike, model
     reporter = reporter or Reporter()
     started = time.perf_counter()
     target = Path(output_path)
+    folder_output = is_folder_output(output_path)
     check_paths(input_path, target, overwrite)
-    num_frame = int(model.network.num_frame)
-    window = settings.window if settings.window is not None else num_frame
-    if window != num_frame:
-        raise EnhanceError(f"--frames {window} does not fit the model, which takes {num_frame} frames "
-                           f"per window (its fusion layer is built for that count); omit --frames")
-    if window not in WINDOW_SIZES:
-        raise EnhanceError(f"the model takes {window} frames per window; supported: "
-                           f"{', '.join(map(str, WINDOW_SIZES))}")
     notes: list[str] = []
 
     def note(message: str) -> None:
         notes.append(message)
         reporter.note(message)
 
-    device = choose_device(settings.device)
-    runner = ModelRunner(model.network, device, settings.precision, settings.tile, settings.tile_overlap,
-                         settings.ensemble, notify=note)
     source = open_source(input_path, settings.folder_fps)
-    folder_output = is_folder_output(output_path)
     staging = None
     try:
+        loaded = model() if callable(model) else model
+        window = _checked_window(settings.window, int(loaded.network.num_frame))
+        device = choose_device(settings.device)
+        runner = ModelRunner(loaded.network, device, settings.precision, settings.tile, settings.tile_overlap,
+                             settings.ensemble, notify=note)
         if source.video_info is not None and source.video_info.is_vfr:
             note(f"{input_path}: variable frame rate; written at a constant {source.fps} fps (its average): "
                  f"same frames and total duration, per-frame timing not kept")
@@ -488,5 +483,17 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike, model
         input=os.fspath(input_path), output=os.fspath(output_path), frames=num_frames,
         seconds=round(seconds, 3), fps=round(num_frames / seconds, 3) if seconds > 0 else 0.0,
         video_fps=str(source.fps), width=width, height=height, device=str(device),
-        precision=settings.precision, model=model.name, model_file=model.path, scale=runner.scale,
+        precision=settings.precision, model=loaded.name, model_file=loaded.path, scale=runner.scale,
         window=window, padding=settings.padding, tile=runner.tile, ensemble=settings.ensemble, notes=notes)
+
+
+def _checked_window(asked: int | None, num_frame: int) -> int:
+    """The window size: the model's own; asking for another is an error."""
+    window = num_frame if asked is None else asked
+    if window != num_frame:
+        raise EnhanceError(f"--frames {window} does not fit the model, which takes {num_frame} frames "
+                           f"per window (its fusion layer is built for that count); omit --frames")
+    if window not in WINDOW_SIZES:
+        raise EnhanceError(f"the model takes {window} frames per window; supported: "
+                           f"{', '.join(map(str, WINDOW_SIZES))}")
+    return window

@@ -543,3 +543,14 @@ def test_ctrl_c_exits_130_and_leaves_nothing(files, tmp_path, monkeypatch):
 def test_library_errors_are_typed(files, tmp_path):
     with pytest.raises(EnhanceError, match="no such file"):
         enhance(tmp_path / "missing.mp4", tmp_path / "out.mp4", LoadedModel(identity_edvr(), "m", "m"))
+
+
+def test_bad_input_is_reported_before_the_model_is_loaded(tmp_path):
+    from edvr_cli.video_io import VideoError
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video")
+    loads = []
+    with pytest.raises(VideoError, match="not a video file"):
+        enhance(text, tmp_path / "out.mp4", lambda: loads.append(1))
+    assert loads == []

@@ -118,8 +118,7 @@ def command(input_path: Path, output_path: Path, model: str | None, weights: str
       edvr enhance frames/ -o clip.mp4 --model ckpt.pth --fps 24000/1001 --crf 12
       edvr enhance clip.mp4 -o out.mp4 --model ckpt.pth --codec libx265 --encoder-arg='-tag:v hvc1'
     """
-    from edvr_cli.enhance import (EncoderSettings, EnhanceSettings, check_paths, enhance,
-                                  load_enhance_model)
+    from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance, load_enhance_model
     from edvr_cli.video_io import VideoError
 
     try:
@@ -132,9 +131,10 @@ def command(input_path: Path, output_path: Path, model: str | None, weights: str
     encoder = EncoderSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, extra_args=extra_args)
     reporter = _ProgressReporter(quiet)
     try:
-        check_paths(input_path, output_path, overwrite)  # before a model download or load
-        loaded = load_enhance_model(model, weights, cache_dir, progress=not quiet)
-        result = enhance(input_path, output_path, loaded, settings, encoder, overwrite, reporter)
+        # The model is loaded (maybe downloaded) only once the input has been probed.
+        result = enhance(input_path, output_path,
+                         lambda: load_enhance_model(model, weights, cache_dir, progress=not quiet),
+                         settings, encoder, overwrite, reporter)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: {output_path} was not written") from None
     except (ValueError, VideoError, OSError) as error:
