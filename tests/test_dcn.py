@@ -76,11 +76,11 @@ def test_random_offsets_match_the_naive_reference(stride, padding, dilation):
 
 def test_gradcheck_in_float64():
     gen = torch.Generator().manual_seed(2)
-    x = torch.randn(1, 4, 4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(1, 4, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     # Keep samples off integer positions: bilinear interpolation has kinks there.
-    offset = ((torch.rand(1, 2 * 2 * 9, 4, 5, generator=gen, dtype=torch.float64) - 0.5) * 1.6 + 0.31
+    offset = ((torch.rand(1, 2 * 2 * 9, 3, 4, generator=gen, dtype=torch.float64) - 0.5) * 1.6 + 0.31
               ).requires_grad_()
-    mask = torch.rand(1, 2 * 9, 4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(1, 2 * 9, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(2, 4, 3, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(2, generator=gen, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
