@@ -16,6 +16,7 @@ converted to float on the device (a quarter of the bytes through the DataLoader)
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -267,12 +268,20 @@ class CountingSampler(Sampler):
             idx += 1
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    # Ctrl-C and SIGTERM reach the whole process group; the main process finishes the step and
+    # saves a checkpoint (loop.StopRequest), which needs its workers alive until it shuts them down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_loader(dataset: PatchDataset, batch: int, num_workers: int, start_sample: int,
                 pin_memory: bool) -> DataLoader:
     """Batches of `batch` samples from sample number `start_sample` on."""
     return DataLoader(dataset, batch_size=batch, sampler=CountingSampler(start_sample), num_workers=num_workers,
                       pin_memory=pin_memory, drop_last=True, persistent_workers=False,
-                      prefetch_factor=2 if num_workers else None)
+                      prefetch_factor=2 if num_workers else None,
+                      worker_init_fn=_ignore_stop_signals if num_workers else None)
 
 
 __all__ = ["DataError", "DegradeError", "find_clips", "load_clips", "PatchDataset", "make_loader",

@@ -127,7 +127,7 @@ def _run_ffmpeg(args: list[str], what: str, total: int | None, show_progress: bo
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-nostats", "-progress", "pipe:1", "-y",
                *args]
     with tempfile.TemporaryFile() as stderr_file, tqdm(total=total, desc=what, unit="frame", leave=False,
-                                                       disable=not show_progress) as bar:
+                                                       disable=None if show_progress else True) as bar:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr_file, text=True)
         done = 0
         for line in process.stdout:
@@ -215,7 +215,8 @@ def _write_frames(frames: Iterable[np.ndarray], path: Path, what: str, show_prog
     """Append frames to a raw uint8 file; returns its (t, h, w, 3) shape."""
     num_frames, size = 0, None
     with open(path, "wb") as handle:
-        for frame in tqdm(frames, desc=what, unit="frame", leave=False, disable=not show_progress):
+        for frame in tqdm(frames, desc=what, unit="frame", leave=False,
+                          disable=None if show_progress else True):
             if size is None:
                 size = frame.shape
             elif frame.shape != size:

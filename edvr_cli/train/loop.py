@@ -252,11 +252,11 @@ def _train(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, tqd
     wrapped = model
     model.train()
     progress = tqdm(total=config.iters, initial=start_iter, desc="training", unit="it", dynamic_ncols=True,
-                    disable=not (show_progress and ctx.is_master))
+                    disable=None if show_progress and ctx.is_master else True)  # None: off when not a terminal
     lq, gt = next(batches)
     window_start, window_iter = time.perf_counter(), it
     stop = StopRequest()
-    with stop.installed():
+    with stop.installed(), progress:
         while it < end_iter and not stop.requested:
             if fusion_only != (it < config.tsa_warmup):  # (re)wrap DDP when the trainable set changes
                 fusion_only = it < config.tsa_warmup
@@ -283,6 +283,7 @@ def _train(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, tqd
                 log.warning(f"iteration {it}: non-finite loss, step skipped ({bad_steps} in a row)")
                 if bad_steps >= config.max_bad_steps:
                     save_last(it)
+                    log.close()
                     raise TrainingError(
                         f"stopped at iteration {it}: {bad_steps} non-finite losses in a row. The weights "
                         f"in {out / 'last.pth'} are the last good ones; lower --lr, set --grad-clip, or "
@@ -324,10 +325,10 @@ def _train(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, tqd
                         save_checkpoint(out / "best.pth", model, config.to_dict(), iteration=it,
                                         val_psnr=scores.psnr, val_ssim=scores.ssim)
                 ctx.barrier()
+                window_start = time.perf_counter()  # it/s counts training steps, not validation
             if it % config.save_every == 0:
                 save_last(it)
 
-    progress.close()
     save_last(it)
     if stop.requested:
         log.note(f"stopped on request at iteration {it}; continue with --resume {out / 'last.pth'}")
