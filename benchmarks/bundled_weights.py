@@ -31,9 +31,14 @@ TASKS = {
 }
 
 
+def bundled_models() -> list[str]:
+    from edvr_cli.enhance import builtin_weights_dir
+    return [name for name in TASKS if (builtin_weights_dir() / f"{name}.pth").is_file()]
+
+
 def bicubic_upsample(frame: np.ndarray, factor: int = 4) -> np.ndarray:
     """(h, w, 3) uint8 -> (h * factor, w * factor, 3) uint8, bicubic (a = -0.75, PyTorch's)."""
-    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].double()
+    x = torch.from_numpy(np.array(frame)).permute(2, 0, 1)[None].double()
     y = F.interpolate(x, scale_factor=factor, mode="bicubic", align_corners=False)
     return y.round().clamp(0, 255).byte()[0].permute(1, 2, 0).numpy()
 
@@ -72,7 +77,8 @@ def main() -> None:
     parser.add_argument("--clips", required=True, help="held-out clip names (file stems), comma-separated")
     parser.add_argument("--work", type=Path, default=Path("/tmp/edvr-bundled"))
     parser.add_argument("--frames", type=int, default=30, help="frames per clip")
-    parser.add_argument("--models", default=",".join(TASKS))
+    parser.add_argument("--models", default=",".join(bundled_models()),
+                        help="models to measure (default: the bundled ones)")
     parser.add_argument("--enhance-arg", action="append", default=[], help="extra `edvr enhance` argument")
     args = parser.parse_args()
     sources = {}

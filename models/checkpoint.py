@@ -227,6 +227,9 @@ def save_model(model: EDVR, path: str | Path, extra: dict | None = None, half: b
     os.close(handle)
     try:
         torch.save(checkpoint, tmp_name)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
