@@ -2,6 +2,8 @@
 no-TSA checkpoint, checkpoints that `enhance --model` loads."""
 
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -104,6 +106,25 @@ def test_non_finite_losses_are_skipped_then_stop(dark_clip, tmp_path, monkeypatc
     initial = build_model(tiny(dark_clip, tmp_path).model_kwargs()).state_dict()
     saved = read_training_checkpoint(tmp_path / "b" / "run" / "last.pth")[0]
     assert all(torch.equal(initial[key], saved[key]) for key in initial)
+
+
+def test_sigterm_finishes_the_step_saves_and_stops(dark_clip, tmp_path, monkeypatch):
+    calls = []
+
+    def terminate_on_second_step(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # what a cluster scheduler sends on preemption
+        return charbonnier_loss(*args)
+
+    monkeypatch.setattr(loop, "charbonnier_loss", terminate_on_second_step)
+    before = signal.getsignal(signal.SIGTERM)
+    notes = []
+    result = train(tiny(dark_clip, tmp_path, iters=10), show_progress=False, echo=notes.append)
+    assert result.iteration == 2 and len(calls) == 2
+    assert read_training_checkpoint(tmp_path / "run" / "last.pth")[2]["iteration"] == 2
+    assert notes[-1].startswith("stopped on request at iteration 2; continue with --resume")
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_tsa_warmup_trains_only_fusion_from_a_no_tsa_checkpoint(dark_clip, tmp_path):

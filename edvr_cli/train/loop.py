@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,7 +173,11 @@ def train(config: TrainConfig, show_progress: bool = True, echo: Callable[[str],
     ctx = setup_distributed()
     threads = torch.get_num_threads()
     try:
-        return _train(config, ctx, show_progress, echo, tqdm)
+        with warnings.catch_warnings():
+            # models.dcn warns on every CPU forward once offsets pass 50; the loop reports that
+            # once per log step instead (and on GPU too), so silence the per-call warning here.
+            warnings.filterwarnings("ignore", message="DCN offset mean", category=RuntimeWarning)
+            return _train(config, ctx, show_progress, echo, tqdm)
     finally:
         torch.set_num_threads(threads)
         if ctx.world_size > 1 and dist.is_initialized():
