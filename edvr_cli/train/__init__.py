@@ -1,0 +1,11 @@
+"""`edvr train`: the seed's EDVR training recipes in one loop.
+
+config.py         TrainConfig (every default, commented), presets, resolution and checks
+degrade.py        x265 / bicubic degradation of ground truth, once, into a cache
+data.py           clips on disk, keyed random patches, the DataLoader
+schedule.py       get_lr: cosine annealing with restarts (BasicSR's values)
+checkpointing.py  checkpoints `enhance --model` loads, plus the state `--resume` needs
+validation.py     whole-frame PSNR/SSIM of the network and of its input
+runlog.py         log.jsonl, optional TensorBoard
+loop.py           train(): 1 or N processes (torchrun), AMP, validation, checkpoints
+"""
