@@ -60,9 +60,9 @@ def main() -> None:
 
     \b
     Typical use:
-      edvr enhance clip.mp4 -o clip_restored.mp4
+      edvr enhance clip.mp4 -o clip_x4.mp4 --model builtin-sr4
       edvr eval --gt frames/gt --pred frames/restored --lq frames/input
-      edvr train --preset small --gt-videos footage/ --iters 20000
+      edvr train --preset small --gt footage/ --degrade compress --val-clips clip07
 
     Run `edvr COMMAND --help` for each command's options.
     """
