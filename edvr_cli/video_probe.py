@@ -311,7 +311,9 @@ def _scan_packets(path: str, video_index: int, max_scan_seconds: float) -> _Pack
                 # stream, dts, pts, duration, size, checksum[, F=0x..]
                 fields = [field.strip() for field in line.split(",")]
                 flags = next((int(f[2:], 16) for f in fields[6:] if f.startswith("F=")), 1)
-                if len(fields) >= 5 and not flags & 0x4:  # 0x4: discarded (MP4 edit list)
+                # 0x4: discarded (MP4 edit list); an empty packet (AVI's "drop frame") decodes
+                # to no frame, so neither counts.
+                if len(fields) >= 5 and not flags & 0x4 and int(fields[4]) > 0:
                     # AVI packets carry no pts (NOPTS); their dts is the presentation time.
                     pts.append(int(fields[2]) if int(fields[2]) != _NOPTS else int(fields[1]))
                     if last_pts is None or pts[-1] > last_pts:
