@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import tempfile
 import time
@@ -32,6 +31,7 @@ from torch import nn
 from edvr_cli.enhance import EnhanceSettings, LoadedModel, enhance
 from edvr_cli.video_io import ffmpeg_exe
 from models import build_model
+from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
 
 
 class TimedNetwork(nn.Module):
@@ -71,16 +71,6 @@ def make_clip(path: Path, width: int, height: int, num_frames: int) -> Path:
                     "-i", f"testsrc2=size={width}x{height}:rate=25", "-frames:v", str(num_frames),
                     "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", str(path)], check=True)
     return path
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def measure(name: str, network: nn.Module, width: int, height: int, num_frames: int, folder: Path,

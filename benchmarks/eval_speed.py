@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import tempfile
 import time
@@ -30,18 +29,9 @@ from edvr_cli.evaluation import evaluate
 from edvr_cli.image_io import list_image_files, read_image, write_png
 from edvr_cli.metrics import frame_metrics
 from edvr_cli.video_io import ffmpeg_exe
+from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
 
 WIDTH, HEIGHT = 960, 536
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def make_frames(root: Path, num_frames: int) -> tuple[Path, Path, list[np.ndarray], list[np.ndarray]]:

@@ -50,16 +50,8 @@ def gain(pred_value: float | None, lq_value: float | None) -> float | None:
     return pred_value - lq_value
 
 
-@dataclass(frozen=True)
-class FrameResult:
-    """Scores of one frame. PSNR in dB (inf when identical), SSIM in [-1, 1]."""
-
-    index: int
-    name: str  # ground-truth file name; "" for video frames
-    psnr: float
-    ssim: float
-    lq_psnr: float | None = None
-    lq_ssim: float | None = None
+class _Gains:
+    """ΔPSNR and ΔSSIM of a result that has psnr/ssim and lq_psnr/lq_ssim (None without --lq)."""
 
     @property
     def psnr_gain(self) -> float | None:
@@ -71,7 +63,18 @@ class FrameResult:
 
 
 @dataclass(frozen=True)
-class ClipResult:
+class FrameResult(_Gains):
+    """Scores of one frame. PSNR in dB (inf when identical), SSIM in [-1, 1]."""
+
+    index: int
+    name: str  # ground-truth file name; "" for video frames
+    psnr: float
+    ssim: float
+    lq_psnr: float | None = None
+    lq_ssim: float | None = None
+
+@dataclass(frozen=True)
+class ClipResult(_Gains):
     """One clip's frames and their means."""
 
     name: str
@@ -97,17 +100,8 @@ class ClipResult:
     def lq_ssim(self) -> float | None:
         return None if self.frames[0].lq_ssim is None else _mean([f.lq_ssim for f in self.frames])
 
-    @property
-    def psnr_gain(self) -> float | None:
-        return gain(self.psnr, self.lq_psnr)
-
-    @property
-    def ssim_gain(self) -> float | None:
-        return gain(self.ssim, self.lq_ssim)
-
-
 @dataclass(frozen=True)
-class EvaluationResult:
+class EvaluationResult(_Gains):
     """All clips' results; overall values are the mean of the clip means."""
 
     clips: tuple[ClipResult, ...]
@@ -138,13 +132,6 @@ class EvaluationResult:
     def lq_ssim(self) -> float | None:
         return _mean([clip.lq_ssim for clip in self.clips]) if self.has_lq else None
 
-    @property
-    def psnr_gain(self) -> float | None:
-        return gain(self.psnr, self.lq_psnr)
-
-    @property
-    def ssim_gain(self) -> float | None:
-        return gain(self.ssim, self.lq_ssim)
 
     def to_dict(self) -> dict:
         """Plain data (floats may be inf); `write_json` turns infinities into strings."""

@@ -33,15 +33,6 @@ from tests.clips import FFMPEG, make_clip
 LOSSLESS = ["--codec", "ffv1", "--pix-fmt", "bgr0"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # The test machine is shared: several OpenMP threads on 2 busy cores are far slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def identity_edvr(num_frame: int = 5, scale: int = 1) -> EDVR:
     """A real tiny EDVR that returns its centre frame (scale 1) or the frame bilinearly x4."""
     model = EDVR(num_feat=8, deformable_groups=1, num_extract_block=1, num_reconstruct_block=1,

@@ -10,15 +10,6 @@ from models import EDVR
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answers")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # The test machine is shared: several OpenMP threads on 2 busy cores are far slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def identity_edvr(num_frame=5):
     """A real tiny EDVR whose output is exactly its centre frame (conv_last zeroed)."""
     model = EDVR(num_feat=8, deformable_groups=1, num_extract_block=1, num_reconstruct_block=1,

@@ -7,15 +7,6 @@ from edvr_cli.tiling import run_tiled, tile_grid
 from models import EDVR
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # The test machine is shared: several OpenMP threads on 2 busy cores are far slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class LocalConvNet(nn.Module):
     """Three 3x3 convs over the stacked window (receptive radius 3 input pixels), then x`scale`
     by pixel shuffle. Shapes: (n, t, c, h, w) -> (n, c, h*scale, w*scale)."""
