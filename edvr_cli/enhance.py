@@ -194,8 +194,10 @@ def load_enhance_model(model: str | None, weights: str | None = None, cache_dir:
     if model is None:
         default = builtin_weights_dir() / f"{DEFAULT_MODEL}.pth"
         if not default.is_file():
-            raise EnhanceError("no model given and this version bundles no default weights: pass "
-                               "--model PATH.pth, or a name from `edvr models`")
+            bundled = [name for name in BUILTIN_MODELS if (builtin_weights_dir() / f"{name}.pth").is_file()]
+            offer = f"--model {' / '.join(bundled)} (bundled), " if bundled else ""
+            raise EnhanceError(f"no model given and this version bundles no default ({DEFAULT_MODEL}) "
+                               f"weights: pass {offer}--model PATH.pth, or a name from `edvr models`")
         model = DEFAULT_MODEL
     if model in PRESETS:
         if weights is None:
