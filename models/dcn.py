@@ -167,12 +167,3 @@ def max_offset_absmean(model: nn.Module) -> float | None:
     values = [m.last_offset_absmean for m in model.modules()
               if isinstance(m, DCNv2Pack) and m.last_offset_absmean is not None]
     return max(float(v) for v in values) if values else None
-
-
-def set_dcn_backend(model: nn.Module, backend: str) -> None:
-    """Switch every DCN pack of `model` to `backend` ('pytorch', 'torchvision' or 'auto')."""
-    if backend not in DCN_BACKENDS:
-        raise ValueError(f"unknown DCN backend {backend!r}; choose one of {', '.join(DCN_BACKENDS)}")
-    for module in model.modules():
-        if isinstance(module, DCNv2Pack):
-            module.backend = backend
