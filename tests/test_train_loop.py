@@ -16,7 +16,7 @@ from edvr_cli.image_io import write_png
 from edvr_cli.train.checkpointing import load_init_weights, read_training_checkpoint
 from edvr_cli.train.config import resolve_config, resume_config
 from edvr_cli.train.degrade import source_frames
-from edvr_cli.train.loop import TrainingError, charbonnier_loss, resolve_amp, train
+from edvr_cli.train.loop import TrainingError, charbonnier_loss, pixel_loss, resolve_amp, start_at_identity, train
 from edvr_cli.train.runlog import read_log
 from models import CheckpointError, build_model, load_model, save_model
 from tests.clips import make_clip
@@ -172,3 +172,37 @@ def test_charbonnier_sum_and_mean():
     pred, target = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)
     assert charbonnier_loss(pred, target, 1e-12, "sum").item() == pytest.approx(6.0)
     assert charbonnier_loss(pred, target, 1e-12, "mean").item() == pytest.approx(0.5)
+
+
+def test_l2_criterion_is_squared_error(dark_clip, tmp_path):
+    pred, target = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)
+    assert pixel_loss(pred, target, tiny(dark_clip, tmp_path, criterion="l2")).item() == 3.0
+    assert pixel_loss(pred, target, tiny(dark_clip, tmp_path, criterion="l2", loss_reduction="mean")).item() == 0.25
+    assert pixel_loss(pred, target, tiny(dark_clip, tmp_path)).item() == pytest.approx(6.0)  # charbonnier
+    with pytest.raises(Exception, match="--criterion must be one of charbonnier, l2"):
+        tiny(dark_clip, tmp_path, criterion="l1")
+
+
+@pytest.mark.parametrize("hr_in, scale", [(False, 1), (True, 1), (False, 4)])
+def test_identity_start_returns_the_centre_frame(hr_in, scale):
+    torch.manual_seed(0)
+    model = build_model(dict(num_feat=8, num_frame=3, num_extract_block=1, num_reconstruct_block=1,
+                             deformable_groups=1, with_tsa=False, hr_in=hr_in, scale=scale)).eval()
+    frames = torch.rand(1, 3, 3, 16, 16)
+    centre = frames[:, 1] if scale == 1 else torch.nn.functional.interpolate(
+        frames[:, 1], scale_factor=4, mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        assert (model(frames) - centre).abs().max() > 1e-3  # a random residual before
+        start_at_identity(model)
+        assert torch.equal(model(frames), centre)
+
+
+def test_cli_identity_start_and_l2_start_at_the_input_score(dark_clip, tmp_path):
+    result = CliRunner().invoke(main, [
+        "train", "--preset", "tiny", "--gt", str(dark_clip / "gt"), "--lq", str(dark_clip / "lq"),
+        "--criterion", "l2", "--identity-start", "--iters", "1", "--threads", "1",
+        "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "identity start" in result.output
+    config = read_training_checkpoint(tmp_path / "run" / "last.pth")[1]
+    assert config["criterion"] == "l2" and config["identity_start"] is True

@@ -92,7 +92,9 @@ FIELD_NAMES = {"frames": "num_frame", "blocks": "num_reconstruct_block", "extrac
                                                                  "(needs --init from a no-TSA run).")
 @click.option("--dcn-lr-mul", type=click.FloatRange(min=0), help="lr multiplier of the DCN layers.")
 @click.option("--grad-clip", type=click.FloatRange(min=0), help="Clip the gradient norm (0 = off).")
-@click.option("--loss", type=click.Choice(["sum", "mean"]), help="Charbonnier reduction.  [default: sum]")
+@click.option("--criterion", type=click.Choice(["charbonnier", "l2"]), help="Pixel loss: the seed's "
+              "Charbonnier (~L1) or l2 (squared error, what PSNR measures).  [default: charbonnier]")
+@click.option("--loss", type=click.Choice(["sum", "mean"]), help="Loss reduction.  [default: sum]")
 @click.option("--loss-weight", type=click.FloatRange(min=0, min_open=True),
               help="Loss weight.  [default: the seed's rule, (256*256*4) / (patch^2 * batch)]")
 @click.option("--weight-decay", type=click.FloatRange(min=0), help="Adam weight decay.")
@@ -111,6 +113,8 @@ FIELD_NAMES = {"frames": "num_frame", "blocks": "num_reconstruct_block", "extrac
 @click.option("--seed", type=int, help="Seed for initialisation and sampling.  [default: 10]")
 @click.option("--out", type=PATH, help="Run folder (last.pth, best.pth, log.jsonl).  [default: runs/edvr]")
 @click.option("--init", type=PATH, help="Start from these weights (any layout `enhance` reads).")
+@click.option("--identity-start", is_flag=True, default=None, help="Zero the last conv so training "
+              "starts from the input itself (useful for short compressed-video runs).")
 @click.option("--resume", type=PATH, help="Continue exactly from a run's last.pth (its configuration wins).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars.")
 def command(preset: str, print_config: bool, progress: bool, **options) -> None:

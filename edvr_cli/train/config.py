@@ -27,6 +27,7 @@ REFERENCE_PIXELS_PER_GPU = 256 * 256 * 4
 DEGRADATIONS = ("compress", "compress3", "bicubic4")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 LOSS_REDUCTIONS = ("sum", "mean")
+CRITERIA = ("charbonnier", "l2")
 PADDING_MODES = ("replicate", "reflection", "reflection_circle", "circle")
 
 
@@ -89,7 +90,9 @@ class TrainConfig:
                             "no-TSA run; 0: off)", default=0)
     dcn_lr_mul: float = _help("lr multiplier of the DCN layers (BasicSR dcn_lr_mul)", default=1.0)
     grad_clip: float = _help("clip the gradient norm to this (0: off)", default=0.0)
-    loss_reduction: str = _help("Charbonnier reduction: sum (BasicSR) or mean", default="sum")
+    criterion: str = _help("pixel loss: charbonnier (the seed's, ~L1) or l2 (squared error: the loss PSNR "
+                           "measures)", default="charbonnier")
+    loss_reduction: str = _help("loss reduction: sum (BasicSR) or mean", default="sum")
     loss_weight: float | None = _help("loss weight; None: the seed's rule (see loss_weight_rule)",
                                       default=None)
     charbonnier_eps: float = _help("Charbonnier epsilon: sqrt(d^2 + eps)", default=1e-12)
@@ -107,6 +110,8 @@ class TrainConfig:
                              "fastest on a busy machine)", default=0)
     out: str = _help("run folder: checkpoints, logs", default="runs/edvr")
     init: str | None = _help("start from these weights (any layout enhance reads)", default=None)
+    identity_start: bool = _help("zero the last conv so the untrained network returns its input "
+                                 "(restoration starts at the input's score, not below it)", default=False)
     resume: str | None = _help("continue exactly from this last.pth", default=None)
 
     # -- derived values ---------------------------------------------------------------------------
@@ -151,7 +156,7 @@ def loss_weight_rule(config: TrainConfig) -> str:
     if pixels == REFERENCE_PIXELS_PER_GPU:
         return "loss weight 1: patch^2 x batch = 256x256x4, the seed's reference"
     return (f"loss weight {weight:g} = (256*256*4) / ({config.patch}^2 * {config.batch}): the seed's "
-            "rule keeps the gradient scale of its 256x256x4 runs (sum-reduced Charbonnier grows "
+            "rule keeps the gradient scale of its 256x256x4 runs (a sum-reduced loss grows "
             "with pixels per batch)")
 
 
@@ -277,6 +282,7 @@ def check_config(config: TrainConfig) -> None:
     require(0 <= config.qp <= 51, f"--qp must be in 0..51, got {config.qp}")
     require(config.bitrate_kbps >= 1, "--bitrate must be positive")
     require(config.amp in AMP_MODES, f"--amp must be one of {', '.join(AMP_MODES)}")
+    require(config.criterion in CRITERIA, f"--criterion must be one of {', '.join(CRITERIA)}")
     require(config.loss_reduction in LOSS_REDUCTIONS, f"--loss must be one of {', '.join(LOSS_REDUCTIONS)}")
     require(config.val_padding in PADDING_MODES, f"--val-padding must be one of {', '.join(PADDING_MODES)}")
     require(config.max_bad_steps >= 1, "--max-bad-steps must be at least 1")

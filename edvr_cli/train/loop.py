@@ -105,6 +105,23 @@ def charbonnier_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-1
     return loss.sum() if reduction == "sum" else loss.mean()
 
 
+def pixel_loss(pred: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """The configured criterion: Charbonnier (the seed's) or squared error, in fp32."""
+    if config.criterion == "l2":
+        squared = (pred.float() - target.float()) ** 2
+        return squared.sum() if config.loss_reduction == "sum" else squared.mean()
+    return charbonnier_loss(pred, target, config.charbonnier_eps, config.loss_reduction)
+
+
+def start_at_identity(model: torch.nn.Module) -> None:
+    """Zero the last conv: EDVR adds its output to the (upsampled) centre frame, so the untrained
+    network returns its input. Short QE runs otherwise spend their first thousand iterations
+    cancelling a random residual that starts below the input's PSNR."""
+    with torch.no_grad():
+        model.conv_last.weight.zero_()
+        model.conv_last.bias.zero_()
+
+
 def set_fusion_only(model: torch.nn.Module, fusion_only: bool) -> None:
     """TSA warm-up: only parameters under `fusion.` train (BasicSR's `tsa_iter`)."""
     for name, param in model.named_parameters():
@@ -219,6 +236,9 @@ def _train(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, tqd
         log.note(f"resumed from {config.resume} at iteration {start_iter}")
     elif config.init:
         log.note(load_init_weights(model, config.init))
+    if config.identity_start and not config.resume:
+        start_at_identity(model)
+        log.note("identity start: the last conv is zeroed, the network begins as its input")
 
     num_params = sum(p.numel() for p in model.parameters())
     log.note(f"EDVR {num_params:,} parameters on {ctx.device} x {ctx.world_size} process(es), "
@@ -275,7 +295,7 @@ def _train(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, tqd
             gt_batch = gt.to(ctx.device, non_blocking=True).float().div_(255)  # (b, 3, H, W)
             with torch.autocast(ctx.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 pred = wrapped(lq_batch)
-            loss = charbonnier_loss(pred, gt_batch, config.charbonnier_eps, config.loss_reduction) * loss_weight
+            loss = pixel_loss(pred, gt_batch, config) * loss_weight
             lq, gt = next(batches)  # fetched while the device computes
 
             # Sync point: every rank must agree before backward, or DDP would hang.
