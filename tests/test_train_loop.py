@@ -206,3 +206,10 @@ def test_cli_identity_start_and_l2_start_at_the_input_score(dark_clip, tmp_path)
     assert "identity start" in result.output
     config = read_training_checkpoint(tmp_path / "run" / "last.pth")[1]
     assert config["criterion"] == "l2" and config["identity_start"] is True
+    # zeroing the last conv would throw away part of --init's weights: refused
+    result = CliRunner().invoke(main, [
+        "train", "--preset", "tiny", "--gt", str(dark_clip / "gt"), "--lq", str(dark_clip / "lq"),
+        "--identity-start", "--init", str(tmp_path / "run" / "last.pth"), "--out", str(tmp_path / "run2")])
+    assert result.exit_code == 1
+    assert "Error: --identity-start zeroes the last conv of an untrained network; it does not go with --init" in result.output
+    assert not (tmp_path / "run2").exists()

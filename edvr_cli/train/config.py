@@ -282,6 +282,8 @@ def check_config(config: TrainConfig) -> None:
     require(0 <= config.qp <= 51, f"--qp must be in 0..51, got {config.qp}")
     require(config.bitrate_kbps >= 1, "--bitrate must be positive")
     require(config.amp in AMP_MODES, f"--amp must be one of {', '.join(AMP_MODES)}")
+    require(not (config.identity_start and config.init),
+            "--identity-start zeroes the last conv of an untrained network; it does not go with --init")
     require(config.criterion in CRITERIA, f"--criterion must be one of {', '.join(CRITERIA)}")
     require(config.loss_reduction in LOSS_REDUCTIONS, f"--loss must be one of {', '.join(LOSS_REDUCTIONS)}")
     require(config.val_padding in PADDING_MODES, f"--val-padding must be one of {', '.join(PADDING_MODES)}")
