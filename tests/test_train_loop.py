@@ -197,15 +197,22 @@ def test_identity_start_returns_the_centre_frame(hr_in, scale):
         assert torch.equal(model(frames), centre)
 
 
-def test_cli_identity_start_and_l2_start_at_the_input_score(dark_clip, tmp_path):
-    result = CliRunner().invoke(main, [
-        "train", "--preset", "tiny", "--gt", str(dark_clip / "gt"), "--lq", str(dark_clip / "lq"),
-        "--criterion", "l2", "--identity-start", "--iters", "1", "--threads", "1",
-        "--out", str(tmp_path / "run"), "--no-progress"])
-    assert result.exit_code == 0, result.output
-    assert "identity start" in result.output
-    config = read_training_checkpoint(tmp_path / "run" / "last.pth")[1]
+def test_cli_identity_start_zeroes_the_last_conv_and_refuses_init(dark_clip, tmp_path):
+    def one_step(out, *flags):
+        result = CliRunner().invoke(main, [
+            "train", "--preset", "tiny", "--gt", str(dark_clip / "gt"), "--lq", str(dark_clip / "lq"),
+            "--criterion", "l2", "--iters", "1", "--lr", "1e-4", "--threads", "1",
+            "--out", str(tmp_path / out), "--no-progress", *flags])
+        assert result.exit_code == 0, result.output
+        return result
+
+    assert "identity start" in one_step("run", "--identity-start").output
+    params, config, _ = read_training_checkpoint(tmp_path / "run" / "last.pth")
     assert config["criterion"] == "l2" and config["identity_start"] is True
+    # one Adam step moves a weight by at most lr: from zero, conv_last stays within 1e-4
+    assert 0 < params["conv_last.weight"].abs().max() <= 1e-4 * (1 + 1e-5)
+    one_step("random")
+    assert read_training_checkpoint(tmp_path / "random" / "last.pth")[0]["conv_last.weight"].abs().max() > 1e-2  # the default init
     # zeroing the last conv would throw away part of --init's weights: refused
     result = CliRunner().invoke(main, [
         "train", "--preset", "tiny", "--gt", str(dark_clip / "gt"), "--lq", str(dark_clip / "lq"),
