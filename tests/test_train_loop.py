@@ -16,7 +16,8 @@ from edvr_cli.image_io import write_png
 from edvr_cli.train.checkpointing import load_init_weights, read_training_checkpoint
 from edvr_cli.train.config import resolve_config, resume_config
 from edvr_cli.train.degrade import source_frames
-from edvr_cli.train.loop import TrainingError, charbonnier_loss, pixel_loss, resolve_amp, start_at_identity, train
+from edvr_cli.train.loop import (TrainingError, charbonnier_loss, pixel_loss, resolve_amp, start_at_identity, train,
+                                 with_input_colour)
 from edvr_cli.train.runlog import read_log
 from models import CheckpointError, build_model, load_model, save_model
 from tests.clips import make_clip
@@ -220,3 +221,36 @@ def test_cli_identity_start_zeroes_the_last_conv_and_refuses_init(dark_clip, tmp
     assert result.exit_code == 1
     assert "Error: --identity-start zeroes the last conv of an untrained network; it does not go with --init" in result.output
     assert not (tmp_path / "run2").exists()
+
+
+def test_with_input_colour_moves_the_target_to_the_centre_frames_mean():
+    gt = torch.tensor([[[[0.0, 0.2], [0.4, 0.6]], [[0.5, 0.5], [0.5, 0.5]], [[1.0, 0.0], [1.0, 0.0]]]])  # (1, 3, 2, 2)
+    lq = torch.zeros(1, 3, 3, 2, 2)
+    lq[0, 1] = torch.tensor([0.1, 0.4, 0.3])[:, None, None]  # centre frame: flat, means 0.1 / 0.4 / 0.3
+    lq[0, 0] = lq[0, 2] = 0.9  # the neighbours do not count
+    target = with_input_colour(gt, lq)
+    expected = torch.tensor([[[[-0.2, 0.0], [0.2, 0.4]], [[0.4, 0.4], [0.4, 0.4]], [[0.8, -0.2], [0.8, -0.2]]]])
+    assert torch.allclose(target, expected, atol=1e-7)
+    assert torch.allclose(target.mean(dim=(-2, -1)), torch.tensor([[0.1, 0.4, 0.3]]))
+
+
+def test_cli_keep_colour_and_snapshots(dark_clip, tmp_path):
+    def run(out, *flags):
+        result = CliRunner().invoke(main, [
+            "train", "--preset", "tiny", "--gt", str(dark_clip / "gt"), "--lq", str(dark_clip / "lq"),
+            "--iters", "4", "--save-every", "4", "--threads", "1", "--out", str(tmp_path / out), "--no-progress", *flags])
+        assert result.exit_code == 0, result.output
+
+    run("kept", "--keep-colour", "--snapshot-every", "2")
+    params, config, _ = read_training_checkpoint(tmp_path / "kept" / "last.pth")
+    assert config["keep_input_colour"] is True and config["snapshot_every"] == 2
+    snapshots = sorted(path.name for path in (tmp_path / "kept" / "snapshots").iterdir())
+    assert snapshots == ["iter_2.pth", "iter_4.pth"]
+    last_snapshot = load_model(tmp_path / "kept" / "snapshots" / "iter_4.pth").state_dict()
+    assert all(torch.equal(last_snapshot[key], value) for key, value in params.items())
+    # The input is the ground truth at 60% brightness: with --keep-colour the target has the input's
+    # (darker) mean, so the same seed and batches train different weights.
+    run("plain")
+    plain = read_training_checkpoint(tmp_path / "plain" / "last.pth")[0]
+    assert not (tmp_path / "plain" / "snapshots").exists()
+    assert not torch.equal(plain["conv_last.weight"], params["conv_last.weight"])

@@ -37,7 +37,8 @@ PATH = click.Path(path_type=Path)
 # CLI option -> TrainConfig field, for options whose names differ.
 FIELD_NAMES = {"frames": "num_frame", "blocks": "num_reconstruct_block", "extract_blocks": "num_extract_block",
                "workers": "num_workers", "loss": "loss_reduction", "bitrate": "bitrate_kbps",
-               "predeblur": "with_predeblur", "tsa": "with_tsa", "nonlocal_": "nonlocal_attn", "threads": "cpu_threads"}
+               "predeblur": "with_predeblur", "tsa": "with_tsa", "nonlocal_": "nonlocal_attn", "threads": "cpu_threads",
+               "keep_colour": "keep_input_colour"}
 
 
 @click.command(name="train", short_help="Train EDVR with the seed's presets (small, large, edvr-m, edvr-l).")
@@ -94,6 +95,9 @@ FIELD_NAMES = {"frames": "num_frame", "blocks": "num_reconstruct_block", "extrac
 @click.option("--grad-clip", type=click.FloatRange(min=0), help="Clip the gradient norm (0 = off).")
 @click.option("--criterion", type=click.Choice(["charbonnier", "l2"]), help="Pixel loss: the seed's "
               "Charbonnier (~L1) or l2 (squared error, what PSNR measures).  [default: charbonnier]")
+@click.option("--keep-colour", is_flag=True, default=None, help="Train towards the "
+              "ground truth moved to the input's mean colour (per patch): the network removes artefacts but "
+              "learns no colour casts, which rarely carry over from a few training clips.")
 @click.option("--loss", type=click.Choice(["sum", "mean"]), help="Loss reduction.  [default: sum]")
 @click.option("--loss-weight", type=click.FloatRange(min=0, min_open=True),
               help="Loss weight.  [default: the seed's rule, (256*256*4) / (patch^2 * batch)]")
@@ -106,6 +110,8 @@ FIELD_NAMES = {"frames": "num_frame", "blocks": "num_reconstruct_block", "extrac
 @click.option("--log-every", type=click.IntRange(min=1), help="Iterations between log lines.")
 @click.option("--val-every", type=click.IntRange(min=1), help="Iterations between validations.")
 @click.option("--save-every", type=click.IntRange(min=1), help="Iterations between checkpoints.")
+@click.option("--snapshot-every", type=click.IntRange(min=0), help="Also keep the weights every N "
+              "iterations as snapshots/iter_N.pth, to pick one after the run.  [default: 0 = off]")
 @click.option("--stop-at", type=click.IntRange(min=1), help="End this session after iteration N "
                                                              "(checkpoint written; resume later).")
 @click.option("--threads", type=click.IntRange(min=0), help="torch threads on the CPU (0 = torch's "

@@ -96,6 +96,9 @@ class TrainConfig:
     loss_weight: float | None = _help("loss weight; None: the seed's rule (see loss_weight_rule)",
                                       default=None)
     charbonnier_eps: float = _help("Charbonnier epsilon: sqrt(d^2 + eps)", default=1e-12)
+    keep_input_colour: bool = _help("train towards ground truth shifted to the input's mean colour per "
+                                    "patch and channel, so the network learns no colour casts (those of a "
+                                    "few training clips do not carry over to other footage)", default=False)
     # --- loop -----------------------------------------------------------------------------------
     amp: str = _help("mixed precision on GPU: auto (bf16 if supported, else fp16), bf16, fp16, "
                      "off; always fp32 on CPU", default="auto")
@@ -103,6 +106,8 @@ class TrainConfig:
     log_every: int = _help("iterations between log lines", default=100)
     val_every: int = _help("iterations between validations", default=5000)
     save_every: int = _help("iterations between checkpoints (last.pth)", default=5000)
+    snapshot_every: int = _help("iterations between weight snapshots kept as snapshots/iter_N.pth, to "
+                                "choose a checkpoint after the run (0: none)", default=0)
     stop_at: int | None = _help("end this session after iteration N (checkpoint written; the "
                                 "schedule still runs to --iters)", default=None)
     seed: int = _help("seed for initialisation and sampling", default=10)
@@ -194,7 +199,8 @@ PRESETS: dict[str, dict] = {
 }
 
 # Options that may differ on --resume (they change when/where, not what, the run computes).
-RESUMABLE_OVERRIDES = ("iters", "stop_at", "cpu_threads", "log_every", "val_every", "save_every", "num_workers",
+RESUMABLE_OVERRIDES = ("iters", "stop_at", "cpu_threads", "log_every", "val_every", "save_every", "snapshot_every",
+                       "num_workers",
                        "out", "resume", "max_bad_steps", "cache_dir", "gt", "lq")
 
 
@@ -291,6 +297,7 @@ def check_config(config: TrainConfig) -> None:
     for name in ("log_every", "val_every", "save_every"):
         require(getattr(config, name) >= 1, f"--{name.replace('_', '-')} must be at least 1")
     require(config.grad_clip >= 0, "--grad-clip must be >= 0")
+    require(config.snapshot_every >= 0, "--snapshot-every must be >= 0")
     require(config.num_workers >= 0, "--workers must be >= 0")
     require(config.cpu_threads >= 0, "--threads must be >= 0")
 

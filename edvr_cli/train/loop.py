@@ -113,6 +113,14 @@ def pixel_loss(pred: torch.Tensor, target: torch.Tensor, config: TrainConfig) ->
     return charbonnier_loss(pred, target, config.charbonnier_eps, config.loss_reduction)
 
 
+def with_input_colour(gt: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+    """Ground truth (b, 3, H, W) moved to the mean colour of the centre input frame (lq: b, t, 3, h, w),
+    per sample and channel. Training towards it teaches artefact removal without colour casts: the
+    casts x265 gives a handful of training clips are not the ones it gives other footage."""
+    centre = lq[:, lq.shape[1] // 2]
+    return gt - gt.mean(dim=(-2, -1), keepdim=True) + centre.mean(dim=(-2, -1), keepdim=True)
+
+
 def start_at_identity(model: torch.nn.Module) -> None:
     """Zero the last conv: EDVR adds its output to the (upsampled) centre frame, so the untrained
     network returns its input. Short QE runs otherwise spend their first thousand iterations
@@ -293,6 +301,8 @@ def _train(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, tqd
 
             lq_batch = lq.to(ctx.device, non_blocking=True).float().div_(255)  # (b, t, 3, h, w)
             gt_batch = gt.to(ctx.device, non_blocking=True).float().div_(255)  # (b, 3, H, W)
+            if config.keep_input_colour:
+                gt_batch = with_input_colour(gt_batch, lq_batch)
             with torch.autocast(ctx.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 pred = wrapped(lq_batch)
             loss = pixel_loss(pred, gt_batch, config) * loss_weight
@@ -353,6 +363,9 @@ def _train(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, tqd
                 window_start = time.perf_counter()  # it/s counts training steps, not validation
             if it % config.save_every == 0:
                 save_last(it)
+            if config.snapshot_every and it % config.snapshot_every == 0 and ctx.is_master:
+                (out / "snapshots").mkdir(exist_ok=True)
+                save_checkpoint(out / "snapshots" / f"iter_{it}.pth", model, config.to_dict(), iteration=it)
 
     save_last(it)
     if stop.requested:
