@@ -22,6 +22,7 @@ with a one-line message; an error or Ctrl-C leaves no file under the output's na
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
@@ -251,6 +252,8 @@ class EnhanceSettings:
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
         precision: 'fp32', 'fp16' (CUDA only) or 'bf16'.
         ensemble: x8 flip/transpose self-ensemble.
+        strength: how much of the network's correction to apply (1 = all, 0 = none), see
+            `models.EDVR.scale_residual`.
         folder_fps: frame rate of image-folder input.
     """
 
@@ -262,6 +265,7 @@ class EnhanceSettings:
     device: str = "auto"
     precision: str = "fp32"
     ensemble: bool = False
+    strength: float = 1.0
     folder_fps: Fraction = DEFAULT_FOLDER_FPS
 
 
@@ -415,6 +419,7 @@ class EnhanceResult:
     padding: str
     tile: int  # tile size in the end (after any out-of-memory retries)
     ensemble: bool
+    strength: float
     notes: list[str] = field(default_factory=list)
 
 
@@ -454,8 +459,14 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
     try:
         loaded = model() if callable(model) else model
         window = _checked_window(settings.window, int(loaded.network.num_frame))
+        network = loaded.network
+        if settings.strength != 1:
+            if not 0 <= settings.strength <= 1:
+                raise ValueError(f"--strength must be between 0 and 1, got {settings.strength}")
+            network = copy.deepcopy(network)  # the caller's model stays as loaded
+            network.scale_residual(settings.strength)
         device = choose_device(settings.device)
-        runner = ModelRunner(loaded.network, device, settings.precision, settings.tile, settings.tile_overlap,
+        runner = ModelRunner(network, device, settings.precision, settings.tile, settings.tile_overlap,
                              settings.ensemble, notify=note)
         if source.video_info is not None and source.video_info.is_vfr:
             note(f"{input_path}: variable frame rate; written at a constant {source.fps} fps (its average): "
@@ -486,7 +497,8 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
         seconds=round(seconds, 3), fps=round(num_frames / seconds, 3) if seconds > 0 else 0.0,
         video_fps=str(source.fps), width=width, height=height, device=str(device),
         precision=settings.precision, model=loaded.name, model_file=loaded.path, scale=runner.scale,
-        window=window, padding=settings.padding, tile=runner.tile, ensemble=settings.ensemble, notes=notes)
+        window=window, padding=settings.padding, tile=runner.tile, ensemble=settings.ensemble,
+        strength=settings.strength, notes=notes)
 
 
 def _checked_window(asked: int | None, num_frame: int) -> int:

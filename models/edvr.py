@@ -335,3 +335,11 @@ class EDVR(nn.Module):
         base = x_center if self.scale == 1 else F.interpolate(
             x_center, scale_factor=self.scale, mode="bilinear", align_corners=False)
         return out + base
+
+    def scale_residual(self, strength: float) -> None:
+        """Multiply what the network adds to its (upsampled) centre frame by `strength`, in place:
+        1 = as trained, 0 = the centre frame alone. Exact, because conv_last is linear and feeds
+        only that sum."""
+        with torch.no_grad():
+            self.conv_last.weight.mul_(strength)
+            self.conv_last.bias.mul_(strength)

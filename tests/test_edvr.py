@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from models import EDVR, PRESETS, build_model
 
@@ -107,3 +108,19 @@ def test_presets_are_plain_dicts_of_arguments():
     assert PRESETS["small"]["hr_in"] and PRESETS["small"]["with_predeblur"]
     assert PRESETS["large"]["num_feat"] == 128 and PRESETS["large"]["num_reconstruct_block"] == 40
     assert build_model("edvr-m", num_frame=7).num_frame == 7
+
+
+@pytest.mark.parametrize("hr_in, scale", [(False, 1), (True, 1), (False, 4)])
+def test_scale_residual_scales_what_the_network_adds(hr_in, scale):
+    torch.manual_seed(0)
+    model = EDVR(num_feat=8, num_frame=3, deformable_groups=1, num_extract_block=1, num_reconstruct_block=1,
+                 with_tsa=False, hr_in=hr_in, scale=scale).eval()
+    frames = torch.rand(1, 3, 3, 16, 16)
+    base = frames[:, 1] if scale == 1 else F.interpolate(frames[:, 1], scale_factor=scale, mode="bilinear",
+                                                         align_corners=False)
+    with torch.no_grad():
+        residual = model(frames) - base
+        model.scale_residual(0.25)
+        assert torch.allclose(model(frames) - base, 0.25 * residual, atol=1e-6)
+        model.scale_residual(0.0)
+        assert torch.equal(model(frames), base)

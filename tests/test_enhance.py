@@ -545,3 +545,23 @@ def test_bad_input_is_reported_before_the_model_is_loaded(tmp_path):
     with pytest.raises(VideoError, match="not a video file"):
         enhance(text, tmp_path / "out.mp4", lambda: loads.append(1))
     assert loads == []
+
+
+def test_strength_scales_the_correction(files, tmp_path):
+    """A network whose correction is +0.4 everywhere (zero conv_last weights, bias 0.4): --strength
+    0.5 adds exactly 51 grey levels (0.2 x 255), clipped at white; 0 returns the input."""
+    model = identity_edvr(5)
+    nn.init.constant_(model.conv_last.bias, 0.4)
+    save_model(model, tmp_path / "plus.pth")
+    source = np.stack(decode(files["clip"])).astype(int)
+    result = run(files["clip"], "-o", tmp_path / "half.mkv", "--model", tmp_path / "plus.pth", "--strength", "0.5",
+                 "--json", "--device", "cpu", *LOSSLESS)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["strength"] == 0.5
+    assert np.array_equal(np.stack(decode(tmp_path / "half.mkv")), np.minimum(source + 51, 255))
+    assert run(files["clip"], "-o", tmp_path / "none.mkv", "--model", tmp_path / "plus.pth", "--strength", "0",
+               "--quiet", *LOSSLESS).exit_code == 0
+    assert np.array_equal(np.stack(decode(tmp_path / "none.mkv")), source)
+    result = run(files["clip"], "-o", tmp_path / "more.mkv", "--model", tmp_path / "plus.pth", "--strength", "1.5")
+    assert result.exit_code == 2 and "1.5 is not in the range 0<=x<=1" in result.output
+    assert not (tmp_path / "more.mkv").exists()

@@ -72,6 +72,10 @@ class Interrupted(click.ClickException):
 @click.option("--ensemble", is_flag=True,
               help="x8 self-ensemble: average the outputs for the 8 flips/transposes of each window "
                    "(8x slower, usually a little better).")
+@click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="How much of the network's correction to apply: 1 = all of it, 0.5 = half way "
+                   "between the input and the restoration, 0 = none. Lower it if the result looks "
+                   "over-processed.")
 @click.option("--codec", default="libx264", show_default=True,
               help="ffmpeg video encoder, e.g. libx264, libx265, libsvtav1, ffv1, libx264rgb.")
 @click.option("--crf", type=int, default=17, show_default=True,
@@ -93,9 +97,9 @@ class Interrupted(click.ClickException):
                    "precision, model, ...) instead of the summary line.")
 def command(input_path: Path, output_path: Path, model: str | None, weights: str | None,
             cache_dir: Path | None, window: str | None, padding: str, tile: int, tile_overlap: int,
-            batch: int, device: str, precision: str, ensemble: bool, codec: str, crf: int, preset: str,
-            pix_fmt: str | None, encoder_args: tuple[str, ...], folder_fps: Fraction, overwrite: bool,
-            quiet: bool, as_json: bool) -> None:
+            batch: int, device: str, precision: str, ensemble: bool, strength: float, codec: str, crf: int,
+            preset: str, pix_fmt: str | None, encoder_args: tuple[str, ...], folder_fps: Fraction,
+            overwrite: bool, quiet: bool, as_json: bool) -> None:
     """Restore INPUT (a video, or a folder of images) with EDVR and write it to -o OUTPUT.
 
     Each output frame is the network's restoration of the input frame at the centre of a window
@@ -127,7 +131,7 @@ def command(input_path: Path, output_path: Path, model: str | None, weights: str
         raise click.ClickException(f"--encoder-arg: {error}") from None
     settings = EnhanceSettings(window=int(window) if window else None, padding=padding, tile=tile,
                                tile_overlap=tile_overlap, batch=batch, device=device,
-                               precision=precision, ensemble=ensemble, folder_fps=folder_fps)
+                               precision=precision, ensemble=ensemble, strength=strength, folder_fps=folder_fps)
     encoder = EncoderSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, extra_args=extra_args)
     reporter = _ProgressReporter(quiet)
     try:

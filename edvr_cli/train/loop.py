@@ -125,9 +125,7 @@ def start_at_identity(model: torch.nn.Module) -> None:
     """Zero the last conv: EDVR adds its output to the (upsampled) centre frame, so the untrained
     network returns its input. Short QE runs otherwise spend their first thousand iterations
     cancelling a random residual that starts below the input's PSNR."""
-    with torch.no_grad():
-        model.conv_last.weight.zero_()
-        model.conv_last.bias.zero_()
+    model.scale_residual(0.0)
 
 
 def set_fusion_only(model: torch.nn.Module, fusion_only: bool) -> None:
