@@ -40,7 +40,7 @@ def mean_psnr(gt, frames):
     return float(np.mean([psnr(a, b) for a, b in zip(gt, frames)]))
 
 
-BUNDLED = ("builtin-sr4",)
+BUNDLED = ("builtin-qe", "builtin-sr4")
 
 
 def test_weights_are_bundled_and_small():
@@ -48,6 +48,25 @@ def test_weights_are_bundled_and_small():
         path = WEIGHTS / f"{name}.pth"
         assert path.is_file()
         assert path.stat().st_size < 8 * 2**20
+
+
+def test_builtin_qe_is_the_default_and_not_an_identity(tmp_path):
+    clip = make_clip(tmp_path / "gen.mkv", width=64, height=48, num_frames=5,
+                     codec_args=("-c:v", "ffv1"), pix_fmt="bgr0")
+    enhance([str(clip), "-o", str(tmp_path / "out")])  # no --model: builtin-qe
+    source, restored = frames_of(clip), folder_frames(tmp_path / "out")
+    assert len(restored) == len(source) == 5
+    assert [frame.shape for frame in restored] == [frame.shape for frame in source]
+    changed = np.mean([np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(source, restored)])
+    assert changed > 0.05, changed  # the residual branch does something
+
+
+def test_builtin_qe_raises_psnr_over_qp37_on_real_footage(tmp_path):
+    gt, compressed = frames_of(DATA / "city_gt.mkv"), frames_of(DATA / "city_qp37.mkv")
+    enhance([str(DATA / "city_qp37.mkv"), "-o", str(tmp_path / "out"), "--model", "builtin-qe"])
+    restored = folder_frames(tmp_path / "out")
+    assert len(restored) == len(gt) == len(compressed) == 7
+    assert mean_psnr(gt, restored) > mean_psnr(gt, compressed)
 
 
 def test_builtin_sr4_beats_bicubic_on_real_footage(tmp_path):

@@ -44,7 +44,7 @@ class Interrupted(click.ClickException):
               help="A checkpoint file (BasicSR, MMEditing, original EDVR or our own layout), a name "
                    "from `edvr models` (downloaded on first use), builtin-qe / builtin-sr4, or a preset "
                    "(small, large, edvr-m, edvr-l) together with --weights.  [default: builtin-qe, "
-                   "when this version bundles it]")
+                   "the bundled compressed-video model]")
 @click.option("--weights", default=None,
               help="Checkpoint for a preset name given as --model (file or `edvr models` name).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -115,6 +115,8 @@ def command(input_path: Path, output_path: Path, model: str | None, weights: str
 
     \b
     Examples:
+      edvr enhance clip.mp4 -o restored.mp4          # builtin-qe: x265/HEVC artefact removal
+      edvr enhance small.mp4 -o small_x4.mp4 --model builtin-sr4
       edvr enhance clip.mp4 -o clip_x4.mp4 --model EDVR_M_x4_SR_REDS_official
       edvr enhance clip.mp4 -o clip_qe.mkv --model small --weights runs/small/net_latest.pth
       edvr enhance clip.mp4 -o clip_qe.mp4 --model ckpt.pth --device cuda --precision fp16 --tile 512
