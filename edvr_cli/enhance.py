@@ -473,6 +473,10 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
                  f"same frames and total duration, per-frame timing not kept")
         if folder_output and source.video_info is not None and len(source.video_info.streams) > 1:
             note(f"{target}: a folder of PNG frames holds no audio, subtitles or attachments")
+        if folder_output and source.video_info is not None and source.video_info.sample_aspect is not None:
+            sar = source.video_info.sample_aspect
+            note(f"{target}: PNG frames have square pixels; the input's are {sar.numerator}:{sar.denominator} "
+                 f"(anamorphic), so show them stretched by that much across")
         width, height = source.width * runner.scale, source.height * runner.scale
         staging = _staging_path(target, folder_output)
         with open_writer(staging, width, height, source, encoder, folder=folder_output) as writer:

@@ -446,6 +446,10 @@ class FrameWriter:
         if preset is not None and _encoder_has_option(codec, "preset"):
             args += ["-preset", str(preset)]
         args += ["-pix_fmt", self.pix_fmt, *_color_args(self.pix_fmt, width, height, source_info)]
+        if source_info is not None and source_info.sample_aspect is not None:
+            # anamorphic source (DVD, HDV): keep its display shape; a x4 output has the same one
+            display = Fraction(width, height) * source_info.sample_aspect
+            args += ["-aspect", f"{display.numerator}:{display.denominator}"]
         args += ["-fps_mode", "passthrough", *stream_args, *extra_args, ffmpeg_path(self.path)]
         self.args = args
         self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,

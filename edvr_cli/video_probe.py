@@ -132,6 +132,8 @@ class VideoInfo:
     color_primaries: str | None  # as tagged ("bt709", "bt2020", ...), None if untagged
     color_transfer: str | None  # as tagged ("bt709", "smpte2084", ...), None if untagged
     streams: tuple[StreamInfo, ...]
+    # pixel width / pixel height of the decoded (autorotated) frames; None when square or unknown
+    sample_aspect: Fraction | None = None
 
 
 def bit_depth_of(pix_fmt: str) -> int:
@@ -258,6 +260,9 @@ def _parse_video_description(index: int, parts: list[str]) -> dict:
         if size := re.match(r"^(\d+)x(\d+)", part):
             fields["width"], fields["height"] = int(size.group(1)), int(size.group(2))
             break
+    # "64x48, SAR 8:9 DAR 32:27" or "720x480 [SAR 8:9 DAR 4:3]"; "SAR 0:1" means unknown
+    if (sar := re.search(r"\bSAR (\d+):(\d+) DAR", ", ".join(parts[1:]))) and int(sar.group(1)) and int(sar.group(2)):
+        fields["sample_aspect"] = Fraction(int(sar.group(1)), int(sar.group(2)))
     return fields
 
 
@@ -391,15 +396,19 @@ def probe(path: str | os.PathLike, max_scan_seconds: float = 5.0) -> VideoInfo:
     if fps is None:
         raise VideoError(f"{path}: ffmpeg reports no frame rate for the video stream", stderr)
     num_frames = len(scan.pts) if scan.complete else video.get("num_frames")
+    rotation = _normalise_rotation(video.get("rotation", 0.0))
+    sample_aspect = video.get("sample_aspect")
+    if sample_aspect is not None and rotation in (90, -90):
+        sample_aspect = 1 / sample_aspect  # autorotation turns pixel columns into rows
     return VideoInfo(
         path=path, width=video["width"], height=video["height"],
-        rotation=_normalise_rotation(video.get("rotation", 0.0)),
+        rotation=rotation,
         decoded_width=decoded_width, decoded_height=decoded_height, fps=fps,
         num_frames=num_frames, pix_fmt=video["pix_fmt"], bit_depth=bit_depth_of(video["pix_fmt"]),
         duration=header.duration, is_vfr=is_vfr, video_index=video["index"],
         color_space=video["color_space"], color_range=video["color_range"],
         color_primaries=video["color_primaries"], color_transfer=video["color_transfer"],
-        streams=tuple(header.streams))
+        streams=tuple(header.streams), sample_aspect=sample_aspect if sample_aspect != 1 else None)
 
 
 def count_frames(path: str | os.PathLike, video_index: int | None = None) -> int:

@@ -565,3 +565,17 @@ def test_strength_scales_the_correction(files, tmp_path):
     result = run(files["clip"], "-o", tmp_path / "more.mkv", "--model", tmp_path / "plus.pth", "--strength", "1.5")
     assert result.exit_code == 2 and "1.5 is not in the range 0<=x<=1" in result.output
     assert not (tmp_path / "more.mkv").exists()
+
+
+def test_anamorphic_input_keeps_its_display_shape(files, tmp_path):
+    """A DVD-like clip (SAR 8:9, 64x48 shown as 4:3 x 8/9) enlarged x4 keeps SAR 8:9."""
+    clip = tmp_path / "dvd.mkv"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "3",
+                    "-vf", "setsar=8/9", "-c:v", "ffv1", str(clip)], check=True, capture_output=True)
+    result = run(clip, "-o", tmp_path / "x4.mp4", "--model", files["x4"], "--quiet")
+    assert result.exit_code == 0, result.output
+    info = probe(tmp_path / "x4.mp4")
+    assert (info.width, info.height, info.sample_aspect) == (256, 192, Fraction(8, 9))
+    result = run(clip, "-o", tmp_path / "frames", "--model", files["x4"])
+    assert result.exit_code == 0, result.output
+    assert "PNG frames have square pixels; the input's are 8:9 (anamorphic)" in result.output

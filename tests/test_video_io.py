@@ -128,6 +128,18 @@ def test_probe_rotation_and_reader_applies_it(tmp_path, clips):
     assert len(frames) == 12 and frames[0].shape == (64, 48, 3)
 
 
+def test_probe_sample_aspect_ratio(tmp_path, clips):
+    anamorphic = tmp_path / "anamorphic.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "3", "-vf", "setsar=32/27",
+           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(anamorphic))
+    assert probe(anamorphic).sample_aspect == Fraction(32, 27)
+    assert probe(clips["ntsc_mp4"]).sample_aspect is None  # square pixels
+    # turned by 90 degrees, the decoded frames' pixels are 27 wide for 32 high
+    rotated = tmp_path / "rotated.mp4"
+    ffmpeg("-display_rotation", "90", "-i", str(anamorphic), "-c", "copy", str(rotated))
+    assert probe(rotated).sample_aspect == Fraction(27, 32)
+
+
 def test_probe_variable_frame_rate_and_reader_keeps_every_frame(tmp_path):
     vfr = tmp_path / "vfr.mkv"
     # 15 frames 1/30 s apart, then 15 frames 1/10 s apart
