@@ -32,7 +32,7 @@ TASKS = {
 
 
 def bundled_models() -> list[str]:
-    from edvr_cli.enhance import builtin_weights_dir
+    from edvr_cli.model_choice import builtin_weights_dir
     return [name for name in TASKS if (builtin_weights_dir() / f"{name}.pth").is_file()]
 
 

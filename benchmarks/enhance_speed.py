@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edvr_cli.enhance import EnhanceSettings, LoadedModel, enhance
+from edvr_cli.enhance import EnhanceSettings, enhance
+from edvr_cli.model_choice import LoadedModel
 from edvr_cli.video_io import ffmpeg_exe
 from models import build_model
 from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)

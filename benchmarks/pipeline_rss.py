@@ -60,7 +60,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(stream_clip(*args.child, preset=args.preset)))
         return
-    print(f"| frames | frames out | python peak RSS (MiB) | ffmpeg peak RSS (MiB) | fps |")
+    print("| frames | frames out | python peak RSS (MiB) | ffmpeg peak RSS (MiB) | fps |")
     print("|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as folder:
         for num_frames in args.frames:

@@ -16,7 +16,8 @@ Variable-frame-rate input is written at a constant rate, its average: every fram
 in order, and the total duration is kept, but per-frame timestamps are not (a note says so).
 Image folders are read in natural name order at `folder_fps`.
 
-Errors the user can fix raise `EnhanceError` (or VideoError, CheckpointError, InferenceError)
+Errors the user can fix raise `EnhanceError` (or OutputPathError, ModelChoiceError, VideoError,
+CheckpointError, InferenceError)
 with a one-line message; an error or Ctrl-C leaves no file under the output's name.
 """
 
@@ -24,25 +25,21 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
-from torch import nn
 
 from edvr_cli.inference import ModelRunner, choose_device
-from edvr_cli.video_io import (FolderFrameReader, FrameReader, FrameWriter, PngFolderWriter,
-                               VideoError, VideoInfo, probe, temporary_output_path)
+from edvr_cli.model_choice import LoadedModel
+from edvr_cli.output_files import check_paths, commit_output, is_folder_output, remove_output, staging_path
+from edvr_cli.video_io import FolderFrameReader, FrameReader, FrameWriter, PngFolderWriter, VideoInfo, probe
 from edvr_cli.windows import PADDING_MODES, WINDOW_SIZES, max_reach, window_indices
 
 DEFAULT_FOLDER_FPS = Fraction(25)
-BUILTIN_MODELS = ("builtin-qe", "builtin-sr4")
-DEFAULT_MODEL = "builtin-qe"  # used when --model is not given, once its weights are bundled
 
 
 class EnhanceError(ValueError):
@@ -159,73 +156,6 @@ def restore_stream(frames: Iterable[np.ndarray], runner: Callable[[np.ndarray], 
 # --------------------------------------------------------------------------- the model
 
 
-@dataclass
-class LoadedModel:
-    """A network ready for `enhance`, and where it came from (for messages and --json)."""
-
-    network: nn.Module
-    name: str  # what the user asked for (preset, registry name, path)
-    path: str  # checkpoint file
-
-
-def builtin_weights_dir() -> Path:
-    """Where the project's bundled weights live: models/weights/<name>.pth."""
-    import models
-
-    return Path(models.__file__).resolve().parent / "weights"
-
-
-def load_enhance_model(model: str | None, weights: str | None = None, cache_dir: str | os.PathLike | None = None,
-                       progress: bool = True) -> LoadedModel:
-    """The network `--model` / `--weights` name.
-
-    Args:
-        model: a checkpoint path (any layout `models.load_model` reads); a registry name from
-            `edvr models` (downloaded into the cache on first use); `builtin-qe` / `builtin-sr4`
-            (models/weights/<name>.pth); or a preset name (`small`, `edvr-m`, ...) with `weights`.
-            None = `builtin-qe` when bundled.
-        weights: checkpoint (path or registry name) for a preset name.
-        cache_dir: download cache for registry names.
-        progress: show a download progress bar.
-    """
-    from models import PRESETS, CheckpointError, build_model, load_model
-    from models.checkpoint import load_state_checked, read_checkpoint
-    from models.download import resolve_checkpoint
-
-    if model is None:
-        default = builtin_weights_dir() / f"{DEFAULT_MODEL}.pth"
-        if not default.is_file():
-            bundled = [name for name in BUILTIN_MODELS if (builtin_weights_dir() / f"{name}.pth").is_file()]
-            offer = f"--model {' / '.join(bundled)} (bundled), " if bundled else ""
-            raise EnhanceError(f"no model given and this version bundles no default ({DEFAULT_MODEL}) "
-                               f"weights: pass {offer}--model PATH.pth, or a name from `edvr models`")
-        model = DEFAULT_MODEL
-    if model in PRESETS:
-        if weights is None:
-            raise EnhanceError(f"--model {model} names an architecture; give its weights with --weights PATH")
-        path = resolve_checkpoint(weights, cache_dir=cache_dir, progress=progress)
-        network = build_model(model)
-        _, state, _ = read_checkpoint(path)
-        try:
-            load_state_checked(network, state, source=f"{path} (for preset {model})")
-        except CheckpointError as error:
-            raise CheckpointError(f"{error}; drop the preset and pass --model {weights} alone to "
-                                  f"use the checkpoint's own architecture") from None
-        return LoadedModel(network.eval(), f"{model} + {weights}", str(path))
-    if weights is not None:
-        raise EnhanceError(f"--weights goes with a preset name ({', '.join(PRESETS)}), "
-                           f"not with --model {model}")
-    if model in BUILTIN_MODELS and not Path(model).exists():
-        path = builtin_weights_dir() / f"{model}.pth"
-        if not path.is_file():
-            raise EnhanceError(f"{model}: not bundled with this version (no {path})")
-    else:
-        path = resolve_checkpoint(model, cache_dir=cache_dir, progress=progress)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    return LoadedModel(load_model(path), model, str(path))
-
-
 # ------------------------------------------------------------------------ paths and I/O
 
 
@@ -269,51 +199,6 @@ class EnhanceSettings:
     folder_fps: Fraction = DEFAULT_FOLDER_FPS
 
 
-def is_folder_output(path: str | os.PathLike) -> bool:
-    """An output path without a file extension (or ending in a slash) means a folder of PNGs."""
-    text = os.fspath(path)
-    return text.endswith(("/", os.sep)) or Path(text).suffix == ""
-
-
-def _holds_only_images(folder: Path) -> bool:
-    from edvr_cli.image_io import IMAGE_SUFFIXES
-
-    return all(entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES for entry in folder.iterdir())
-
-
-def check_paths(input_path: str | os.PathLike, output_path: str | os.PathLike, overwrite: bool = False) -> None:
-    """Refuse what cannot or must not be done before any work starts.
-
-    Checks: the input exists; output is not the input; an existing output is replaced only with
-    `overwrite` (and a folder only when it holds nothing but images); the output's folder exists
-    or can be created, and a file can be written in it.
-    """
-    source, target = Path(input_path), Path(output_path)
-    if not source.exists():
-        raise EnhanceError(f"{source}: no such file or folder")
-    if target.resolve() == source.resolve():
-        raise EnhanceError(f"{target}: the output would replace the input; choose another name")
-    folder_output = is_folder_output(output_path)
-    if target.exists() or target.is_symlink():
-        if not overwrite:
-            raise EnhanceError(f"{target}: already exists; pass --overwrite to replace it")
-        if folder_output and not target.is_dir():
-            raise EnhanceError(f"{target}: exists and is a file, but a path without extension means a "
-                               f"folder of PNG frames; remove it or name a video file")
-        if not folder_output and target.is_dir():
-            raise EnhanceError(f"{target}: exists and is a folder; remove it or choose another name")
-        if folder_output and not _holds_only_images(target):
-            raise EnhanceError(f"{target}: holds files other than images; --overwrite replaces only "
-                               f"frame folders, remove it yourself")
-    parent = target.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as error:
-        raise EnhanceError(f"{parent}: cannot write the output there ({error.strerror or error})") from None
-
-
 @dataclass
 class Source:
     """An opened input: the frame reader and what is known about the frames up front."""
@@ -352,31 +237,6 @@ def open_writer(path: Path, width: int, height: int, source: Source, encoder: En
     return FrameWriter(path, width, height, source.fps, codec=encoder.codec, crf=encoder.crf,
                        preset=encoder.preset, pix_fmt=encoder.pix_fmt, extra_args=encoder.extra_args,
                        source=info.path if info is not None else None, source_info=info)
-
-
-def _staging_path(target: Path, folder_output: bool) -> Path:
-    if folder_output:
-        return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    return temporary_output_path(target)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _commit(staging: Path, target: Path) -> None:
-    """Move the finished output into place (an existing target was allowed by check_paths)."""
-    if staging.is_dir() and target.is_dir():
-        # os.replace cannot replace a non-empty folder: swap it aside, then delete it.
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        os.replace(target, old / target.name)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, target)
 
 
 # ----------------------------------------------------------------------------- enhance
@@ -440,7 +300,7 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
         open_source, open_writer: how frames are read and written (tests pass fakes).
 
     Raises:
-        EnhanceError, VideoError, InferenceError, CheckpointError: one-line messages. On any error
+        EnhanceError, OutputPathError, VideoError, InferenceError, CheckpointError: one-line messages. On any error
         or KeyboardInterrupt nothing is left under `output_path` (an existing one is untouched).
     """
     reporter = reporter or Reporter()
@@ -478,20 +338,20 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
             note(f"{target}: PNG frames have square pixels; the input's are {sar.numerator}:{sar.denominator} "
                  f"(anamorphic), so show them stretched by that much across")
         width, height = source.width * runner.scale, source.height * runner.scale
-        staging = _staging_path(target, folder_output)
+        staging = staging_path(target, folder_output)
         with open_writer(staging, width, height, source, encoder, folder=folder_output) as writer:
             for line in getattr(writer, "notes", []):
                 note(line)
             reporter.start(source.num_frames)
             num_frames = restore_stream(source.reader, runner, writer.write, window, settings.padding,
                                         settings.batch, on_frame=reporter.advance)
-        _commit(staging, target)
+        commit_output(staging, target)
         staging = None
     finally:
         reporter.close()
         source.close()
         if staging is not None:
-            _remove(staging)
+            remove_output(staging)
     if source.num_frames is not None and num_frames != source.num_frames:
         note(f"{input_path}: decoded {num_frames} frames where the container announced "
              f"{source.num_frames}; all decoded frames were restored")

@@ -22,7 +22,6 @@ import subprocess
 import time
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 
 import imageio_ffmpeg
 

@@ -20,11 +20,13 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from torch import nn
 
-from edvr_cli import enhance as enhance_module
+from edvr_cli import model_choice
 from edvr_cli.commands.enhance import command
-from edvr_cli.enhance import (EnhanceError, EnhanceSettings, LoadedModel, SlidingWindows, Source, enhance,
+from edvr_cli.enhance import (EnhanceSettings, SlidingWindows, Source, enhance,
                               restore_stream)
 from edvr_cli.inference import ModelRunner
+from edvr_cli.model_choice import LoadedModel
+from edvr_cli.output_files import OutputPathError
 from edvr_cli.video_io import FolderFrameReader, FrameReader, probe
 from edvr_cli.windows import PADDING_MODES, WINDOW_SIZES, max_reach, window_indices
 from models import EDVR, build_model, save_model
@@ -448,7 +450,7 @@ def test_preset_with_weights(tmp_path):
 
 
 def test_builtin_weights_become_the_default(files, tmp_path, monkeypatch):
-    monkeypatch.setattr(enhance_module, "builtin_weights_dir", lambda: tmp_path / "weights")
+    monkeypatch.setattr(model_choice, "builtin_weights_dir", lambda: tmp_path / "weights")
     (tmp_path / "weights").mkdir()
     result = run(files["clip"], "-o", tmp_path / "out.mkv")
     assert result.exit_code == 1 and result.output.count("\n") == 1
@@ -494,7 +496,7 @@ def _refusal_cases(files, tmp_path):
 
 
 def test_every_refusal_is_one_line_and_leaves_nothing(files, tmp_path, monkeypatch):
-    monkeypatch.setattr(enhance_module, "builtin_weights_dir", lambda: tmp_path / "no_weights")
+    monkeypatch.setattr(model_choice, "builtin_weights_dir", lambda: tmp_path / "no_weights")
     cases = _refusal_cases(files, tmp_path)
     cases["no --model"] = ([files["clip"], "-o", tmp_path / "out.mkv"], "no model given")
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -532,7 +534,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing(files, tmp_path, monkeypatch):
 
 
 def test_library_errors_are_typed(files, tmp_path):
-    with pytest.raises(EnhanceError, match="no such file"):
+    with pytest.raises(OutputPathError, match="no such file"):
         enhance(tmp_path / "missing.mp4", tmp_path / "out.mp4", LoadedModel(identity_edvr(), "m", "m"))
 
 

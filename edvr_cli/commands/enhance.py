@@ -124,7 +124,8 @@ def command(input_path: Path, output_path: Path, model: str | None, weights: str
       edvr enhance frames/ -o clip.mp4 --model ckpt.pth --fps 24000/1001 --crf 12
       edvr enhance clip.mp4 -o out.mp4 --model ckpt.pth --codec libx265 --encoder-arg='-tag:v hvc1'
     """
-    from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance, load_enhance_model
+    from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance
+    from edvr_cli.model_choice import load_enhance_model
     from edvr_cli.video_io import VideoError
 
     try:

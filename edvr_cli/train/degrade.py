@@ -272,7 +272,6 @@ def prepare_clip(name: str, source: Path, degradation: Degradation, cache_root: 
 
     cache_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{safe_name}-", suffix=".partial", dir=cache_root))
-    what = f"{name} ({degradation.describe() if lq_source is None else 'decoding'})"
     try:
         if degradation.kind in ("compress", "compress3"):
             intermediate, encoded = work / "source_yuv420p.mkv", work / "x265.mkv"
