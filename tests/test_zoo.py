@@ -285,6 +285,12 @@ def test_models_command_lists_the_registry(tmp_path):
     listed = json.loads(CliRunner().invoke(main, ["models", "--json", "--cache-dir", str(tmp_path)]).output)
     assert [row["name"] for row in listed["models"]] == [entry.name for entry in MODEL_ZOO]
     assert not any(row["cached"] for row in listed["models"])
+    # the bundled weights come first, marked as such, with their own architecture
+    lines = result.output.splitlines()
+    assert lines[1].split()[:5] == ["builtin-qe", "qe-x265-qp37", "x1", "3", "0.3"]
+    assert lines[2].split()[:5] == ["builtin-sr4", "sr-x4", "x4", "3", "1.4"]
+    assert lines[1].endswith("bundled") and "+0.040 dB vs QP37 input" in lines[1]
+    assert [(row["name"], row["scale"]) for row in listed["bundled"]] == [("builtin-qe", 1), ("builtin-sr4", 4)]
 
 
 def test_models_command_shows_a_download_as_cached(server, tmp_path, monkeypatch):

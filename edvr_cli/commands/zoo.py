@@ -25,9 +25,29 @@ def _rows(registry, cache_dir: Path) -> list[dict]:
     return rows
 
 
-def _table(rows: list[dict]) -> str:
+def _bundled_rows() -> list[dict]:
+    """The weights shipped in models/weights, with what the model card measured."""
+    from edvr_cli.model_choice import BUILTIN_MODELS, BUILTIN_SUMMARY, builtin_weights_dir
+    from models import load_model
+
+    rows = []
+    for name in BUILTIN_MODELS:
+        path = builtin_weights_dir() / f"{name}.pth"
+        if not path.is_file():
+            continue
+        network = load_model(path)
+        task, result = BUILTIN_SUMMARY[name]
+        rows.append({"name": name, "task": task, "scale": network.scale, "num_frame": network.num_frame,
+                     "size_mb": round(path.stat().st_size / 1e6, 1), "result": result, "path": str(path)})
+    return rows
+
+
+def _table(rows: list[dict], bundled: list[dict]) -> str:
     header = ("NAME", "TASK", "SCALE", "FRAMES", "SIZE_MB", "PUBLISHED", "CACHED")
     lines = [header]
+    for row in bundled:
+        lines.append((row["name"], row["task"], f"x{row['scale']}", str(row["num_frame"]), f"{row['size_mb']:.1f}",
+                      row["result"], "bundled"))
     for row in rows:
         published = row["published"][0] if row["published"] else "-"
         size_mb = row["cached_mb"] if row["cached_mb"] is not None else row["size_mb"]
@@ -48,7 +68,9 @@ def _table(rows: list[dict]) -> str:
 def command(as_json: bool, cache_dir: Path | None) -> None:
     """List the checkpoints `edvr enhance --model NAME` and `--init NAME` accept.
 
-    Scores are the publishers' own (PSNR dB / SSIM, on the dataset and channel shown).
+    The bundled models (shipped with edvr, no download) come first, with the gain this project
+    measured on held-out clips (models/weights/README.md). The other scores are the publishers'
+    own (PSNR dB / SSIM, on the dataset and channel shown).
     A name is downloaded into the cache folder on first use and checked against its SHA-256;
     "cached" only says the file is there.
     """
@@ -56,10 +78,10 @@ def command(as_json: bool, cache_dir: Path | None) -> None:
     from models.download import default_cache_dir
 
     folder = cache_dir.expanduser() if cache_dir is not None else default_cache_dir()
-    rows = _rows(zoo.MODEL_ZOO, folder)
+    rows, bundled = _rows(zoo.MODEL_ZOO, folder), _bundled_rows()
     if as_json:
-        click.echo(json.dumps({"cache_dir": str(folder), "models": rows}, indent=2))
+        click.echo(json.dumps({"cache_dir": str(folder), "bundled": bundled, "models": rows}, indent=2))
         return
-    click.echo(_table(rows))
+    click.echo(_table(rows, bundled))
     click.echo(f"\nCache folder: {folder}")
     click.echo("Use a name with `edvr enhance --model NAME`; sources and notes: `edvr models --json`.")
