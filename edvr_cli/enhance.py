@@ -153,10 +153,7 @@ def restore_stream(frames: Iterable[np.ndarray], runner: Callable[[np.ndarray], 
     return num_written
 
 
-# --------------------------------------------------------------------------- the model
-
-
-# ------------------------------------------------------------------------ paths and I/O
+# ------------------------------------------------------------------------ settings and I/O
 
 
 @dataclass(frozen=True)
@@ -300,8 +297,9 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
         open_source, open_writer: how frames are read and written (tests pass fakes).
 
     Raises:
-        EnhanceError, OutputPathError, VideoError, InferenceError, CheckpointError: one-line messages. On any error
-        or KeyboardInterrupt nothing is left under `output_path` (an existing one is untouched).
+        EnhanceError, OutputPathError, ModelChoiceError, VideoError, InferenceError, CheckpointError:
+        one-line messages. On any error or KeyboardInterrupt nothing is left under `output_path`
+        (an existing one is untouched).
     """
     reporter = reporter or Reporter()
     started = time.perf_counter()
@@ -322,7 +320,7 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
         network = loaded.network
         if settings.strength != 1:
             if not 0 <= settings.strength <= 1:
-                raise ValueError(f"--strength must be between 0 and 1, got {settings.strength}")
+                raise EnhanceError(f"--strength must be between 0 and 1, got {settings.strength}")
             network = copy.deepcopy(network)  # the caller's model stays as loaded
             network.scale_residual(settings.strength)
         device = choose_device(settings.device)

@@ -22,7 +22,7 @@ from torch import nn
 
 from edvr_cli import model_choice
 from edvr_cli.commands.enhance import command
-from edvr_cli.enhance import (EnhanceSettings, SlidingWindows, Source, enhance,
+from edvr_cli.enhance import (EnhanceError, EnhanceSettings, SlidingWindows, Source, enhance,
                               restore_stream)
 from edvr_cli.inference import ModelRunner
 from edvr_cli.model_choice import LoadedModel
@@ -566,6 +566,9 @@ def test_strength_scales_the_correction(files, tmp_path):
     assert np.array_equal(np.stack(decode(tmp_path / "none.mkv")), source)
     result = run(files["clip"], "-o", tmp_path / "more.mkv", "--model", tmp_path / "plus.pth", "--strength", "1.5")
     assert result.exit_code == 2 and "1.5 is not in the range 0<=x<=1" in result.output
+    assert not (tmp_path / "more.mkv").exists()
+    with pytest.raises(EnhanceError, match="--strength must be between 0 and 1, got 1.5"):  # the library too
+        enhance(files["clip"], tmp_path / "more.mkv", LoadedModel(model, "plus", "plus"), EnhanceSettings(strength=1.5))
     assert not (tmp_path / "more.mkv").exists()
 
 
