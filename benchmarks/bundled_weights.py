@@ -32,8 +32,8 @@ TASKS = {
 
 
 def bundled_models() -> list[str]:
-    from edvr_cli.model_choice import builtin_weights_dir
-    return [name for name in TASKS if (builtin_weights_dir() / f"{name}.pth").is_file()]
+    from edvr_cli.model_choice import bundled_models
+    return [name for name in TASKS if name in bundled_models()]
 
 
 def bicubic_upsample(frame: np.ndarray, factor: int = 4) -> np.ndarray:

@@ -43,6 +43,16 @@ def builtin_weights_dir() -> Path:
     return Path(models.__file__).resolve().parent / "weights"
 
 
+def builtin_weights_path(name: str) -> Path:
+    """The file of bundled model `name` (it may be absent from this version)."""
+    return builtin_weights_dir() / f"{name}.pth"
+
+
+def bundled_models() -> list[str]:
+    """The BUILTIN_MODELS whose weights this version ships."""
+    return [name for name in BUILTIN_MODELS if builtin_weights_path(name).is_file()]
+
+
 def load_enhance_model(model: str | None, weights: str | None = None, cache_dir: str | os.PathLike | None = None,
                        progress: bool = True) -> LoadedModel:
     """The network `--model` / `--weights` name.
@@ -61,12 +71,11 @@ def load_enhance_model(model: str | None, weights: str | None = None, cache_dir:
     from models.download import resolve_checkpoint
 
     if model is None:
-        default = builtin_weights_dir() / f"{DEFAULT_MODEL}.pth"
-        if not default.is_file():
-            bundled = [name for name in BUILTIN_MODELS if (builtin_weights_dir() / f"{name}.pth").is_file()]
+        bundled = bundled_models()
+        if DEFAULT_MODEL not in bundled:
             offer = f"--model {' / '.join(bundled)} (bundled), " if bundled else ""
             raise ModelChoiceError(f"no model given and this version bundles no default ({DEFAULT_MODEL}) "
-                               f"weights: pass {offer}--model PATH.pth, or a name from `edvr models`")
+                                   f"weights: pass {offer}--model PATH.pth, or a name from `edvr models`")
         model = DEFAULT_MODEL
     if model in PRESETS:
         if weights is None:
@@ -82,9 +91,9 @@ def load_enhance_model(model: str | None, weights: str | None = None, cache_dir:
         return LoadedModel(network.eval(), f"{model} + {weights}", str(path))
     if weights is not None:
         raise ModelChoiceError(f"--weights goes with a preset name ({', '.join(PRESETS)}), "
-                           f"not with --model {model}")
+                               f"not with --model {model}")
     if model in BUILTIN_MODELS and not Path(model).exists():
-        path = builtin_weights_dir() / f"{model}.pth"
+        path = builtin_weights_path(model)
         if not path.is_file():
             raise ModelChoiceError(f"{model}: not bundled with this version (no {path})")
     else:

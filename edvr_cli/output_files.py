@@ -49,12 +49,12 @@ def check_paths(input_path: str | os.PathLike, output_path: str | os.PathLike, o
             raise OutputPathError(f"{target}: already exists; pass --overwrite to replace it")
         if folder_output and not target.is_dir():
             raise OutputPathError(f"{target}: exists and is a file, but a path without extension means a "
-                               f"folder of PNG frames; remove it or name a video file")
+                                  f"folder of PNG frames; remove it or name a video file")
         if not folder_output and target.is_dir():
             raise OutputPathError(f"{target}: exists and is a folder; remove it or choose another name")
         if folder_output and not _holds_only_images(target):
             raise OutputPathError(f"{target}: holds files other than images; --overwrite replaces only "
-                               f"frame folders, remove it yourself")
+                                  f"frame folders, remove it yourself")
     parent = target.resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)

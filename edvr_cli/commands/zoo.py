@@ -27,14 +27,12 @@ def _rows(registry, cache_dir: Path) -> list[dict]:
 
 def _bundled_rows() -> list[dict]:
     """The weights shipped in models/weights, with what the model card measured."""
-    from edvr_cli.model_choice import BUILTIN_MODELS, BUILTIN_SUMMARY, builtin_weights_dir
+    from edvr_cli.model_choice import BUILTIN_SUMMARY, builtin_weights_path, bundled_models
     from models import load_model
 
     rows = []
-    for name in BUILTIN_MODELS:
-        path = builtin_weights_dir() / f"{name}.pth"
-        if not path.is_file():
-            continue
+    for name in bundled_models():
+        path = builtin_weights_path(name)
         network = load_model(path)
         task, result = BUILTIN_SUMMARY[name]
         rows.append({"name": name, "task": task, "scale": network.scale, "num_frame": network.num_frame,

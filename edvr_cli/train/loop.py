@@ -98,18 +98,20 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
+def _reduce(per_pixel: torch.Tensor, reduction: str) -> torch.Tensor:
+    return per_pixel.sum() if reduction == "sum" else per_pixel.mean()
+
+
 def charbonnier_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-12,
                      reduction: str = "sum") -> torch.Tensor:
     """sqrt((pred - target)^2 + eps), summed (BasicSR's EDVR configs) or averaged; computed in fp32."""
-    loss = torch.sqrt((pred.float() - target.float()) ** 2 + eps)
-    return loss.sum() if reduction == "sum" else loss.mean()
+    return _reduce(torch.sqrt((pred.float() - target.float()) ** 2 + eps), reduction)
 
 
 def pixel_loss(pred: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     """The configured criterion: Charbonnier (the seed's) or squared error, in fp32."""
     if config.criterion == "l2":
-        squared = (pred.float() - target.float()) ** 2
-        return squared.sum() if config.loss_reduction == "sum" else squared.mean()
+        return _reduce((pred.float() - target.float()) ** 2, config.loss_reduction)
     return charbonnier_loss(pred, target, config.charbonnier_eps, config.loss_reduction)
 
 
