@@ -13,9 +13,9 @@ clips pair by clip name. Within a clip, frames pair by position in sorted order 
 need not match). Any mismatch -- clip names, frame counts, frame sizes, an empty folder -- is
 a `FrameSourceError` naming the first one found; nothing is skipped.
 
-Frames are (h, w, 3) uint8 RGB arrays. Videos are decoded by `video_io.FrameReader` (ffmpeg
-to rgb24 through a pipe, rotation applied, no frame dropped or duplicated), as `edvr enhance`
-reads them, so a restored video and its input are converted to RGB the same way.
+Frames are (h, w, 3) uint8 RGB arrays. Videos are decoded by `video.rgb_frames.RgbFrameReader`
+(native planes, rotation applied, no frame dropped or duplicated, converted to RGB by the same
+maths `edvr enhance` uses), so a restored video and its input are converted the same way.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from edvr_cli.image_io import IMAGE_SUFFIXES, ImageFolderError, list_image_files, read_image
-from edvr_cli.video_io import FrameReader, VideoError, VideoInfo, probe
+from edvr_cli.video import VideoError, VideoInfo, probe
+from edvr_cli.video.rgb_frames import RgbFrameReader as FrameReader
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".y4m", ".ts", ".mts", ".flv",
                   ".mpg", ".mpeg", ".wmv", ".nut", ".mxf", ".3gp", ".hevc", ".h265", ".h264",

@@ -12,7 +12,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from edvr_cli.video_io import temporary_output_path
+
+
+def temporary_output_path(final_path: str | os.PathLike) -> Path:
+    """A hidden file beside `final_path`, same suffix (ffmpeg picks the container from it).
+
+    `out/clip.mp4` -> `out/.clip.partial.mp4`. Write there, then `os.replace` it onto the final
+    path on success; delete it on error or interruption.
+    """
+    final_path = Path(final_path)
+    return final_path.with_name(f".{final_path.stem}.partial{final_path.suffix}")
 
 
 class OutputPathError(ValueError):

@@ -76,20 +76,30 @@ class Interrupted(click.ClickException):
               help="How much of the network's correction to apply: 1 = all of it, 0.5 = half way "
                    "between the input and the restoration, 0 = none. Lower it if the result looks "
                    "over-processed.")
-@click.option("--codec", default="libx264", show_default=True,
-              help="ffmpeg video encoder, e.g. libx264, libx265, libsvtav1, ffv1, libx264rgb.")
-@click.option("--crf", type=int, default=17, show_default=True,
-              help="Constant rate factor for encoders that have one (lower = better, bigger).")
-@click.option("--preset", default="medium", show_default=True,
-              help="Encoder speed preset for encoders that have one (ultrafast ... veryslow).")
+@click.option("--codec", default=None,
+              help="ffmpeg video encoder, e.g. libx265, libx264, ffv1 (lossless), libsvtav1, libvpx-vp9.  "
+                   "[default: libx265 at --crf 12 for .mp4/.mkv/.mov (loses at most ~0.03 dB when "
+                   "re-encoding compressed footage, see benchmarks/README.md), libvpx-vp9 for .webm, "
+                   "ffv1 for .avi/.nut]")
+@click.option("--crf", type=float, default=None,
+              help="Constant rate factor for encoders that have one (lower = better, bigger).  "
+                   "[default: the container's default codec's, e.g. 12 for libx265]")
+@click.option("--preset", default=None,
+              help="Encoder speed preset for encoders that have one (ultrafast ... veryslow).  "
+                   "[default: medium for libx265]")
 @click.option("--pix-fmt", default=None,
-              help="Output pixel format.  [default: the input's, or a 4:4:4 one when the frame size "
+              help="Output pixel format.  [default: the input's own (same bit depth and chroma "
+                   "subsampling, so nothing is converted), or a 4:4:4 one when the frame size "
                    "does not fit its chroma subsampling]")
 @click.option("--encoder-arg", "encoder_args", multiple=True, metavar="ARGS",
               help="More ffmpeg output arguments, split like a shell line; repeatable. "
                    "E.g. --encoder-arg='-tune film' --encoder-arg='-x264-params keyint=48'.")
 @click.option("--fps", "folder_fps", type=FrameRate(), default="25", show_default=True,
               help="Frame rate for a folder of images as input (a video keeps its own exact rate).")
+@click.option("--deinterlace", is_flag=True,
+              help="Deinterlace interlaced input first (ffmpeg's bwdif, one output frame per input "
+                   "frame). Without it, interlaced frames are restored as they are and written "
+                   "interlaced with the input's field order.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary line (notes still go to stderr).")
 @click.option("--json", "as_json", is_flag=True,
@@ -97,17 +107,19 @@ class Interrupted(click.ClickException):
                    "precision, model, ...) instead of the summary line.")
 def command(input_path: Path, output_path: Path, model: str | None, weights: str | None,
             cache_dir: Path | None, window: str | None, padding: str, tile: int, tile_overlap: int,
-            batch: int, device: str, precision: str, ensemble: bool, strength: float, codec: str, crf: int,
-            preset: str, pix_fmt: str | None, encoder_args: tuple[str, ...], folder_fps: Fraction,
-            overwrite: bool, quiet: bool, as_json: bool) -> None:
+            batch: int, device: str, precision: str, ensemble: bool, strength: float, codec: str | None,
+            crf: float | None, preset: str | None, pix_fmt: str | None, encoder_args: tuple[str, ...],
+            folder_fps: Fraction, deinterlace: bool, overwrite: bool, quiet: bool, as_json: bool) -> None:
     """Restore INPUT (a video, or a folder of images) with EDVR and write it to -o OUTPUT.
 
     Each output frame is the network's restoration of the input frame at the centre of a window
     of --frames neighbours. The output has exactly the input's frames, in order, at the input's
-    exact frame rate (e.g. 24000/1001), and is --model's scale times larger. Audio, subtitle and
-    attachment tracks are copied from the input (converted only where the container cannot hold
-    them; a note says so). Variable-frame-rate input is written at a constant rate, its average:
-    every frame is kept and the total duration too, but not per-frame timing.
+    exact frame rate (e.g. 24000/1001), each frame at its input frame's time (variable frame rate
+    and a late-starting video stay in sync with the audio), and is --model's scale times larger.
+    At scale 1 the output is the input's own planes plus the network's change: same pixel
+    format, bit depth and colour tags, so --strength 0 through a lossless codec gives back the
+    input bit for bit. Audio, subtitle and attachment tracks are copied from the input (converted
+    only where the container cannot hold them; a note says so).
 
     The video is streamed: only the frames the current windows need are in memory. The output is
     written to a hidden file beside it and renamed when complete, so an error or Ctrl-C never
@@ -126,7 +138,7 @@ def command(input_path: Path, output_path: Path, model: str | None, weights: str
     """
     from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance
     from edvr_cli.model_choice import load_enhance_model
-    from edvr_cli.video_io import VideoError
+    from edvr_cli.video import VideoError
 
     try:
         extra_args = tuple(arg for text in encoder_args for arg in shlex.split(text))
@@ -134,7 +146,8 @@ def command(input_path: Path, output_path: Path, model: str | None, weights: str
         raise click.ClickException(f"--encoder-arg: {error}") from None
     settings = EnhanceSettings(window=int(window) if window else None, padding=padding, tile=tile,
                                tile_overlap=tile_overlap, batch=batch, device=device,
-                               precision=precision, ensemble=ensemble, strength=strength, folder_fps=folder_fps)
+                               precision=precision, ensemble=ensemble, strength=strength, folder_fps=folder_fps,
+                               deinterlace=deinterlace)
     encoder = EncoderSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, extra_args=extra_args)
     reporter = _ProgressReporter(quiet)
     try:
@@ -151,7 +164,17 @@ def command(input_path: Path, output_path: Path, model: str | None, weights: str
     elif not quiet:
         click.echo(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) "
                    f"-> {result.output} ({result.width}x{result.height}, {result.video_fps} fps, "
-                   f"{result.device}, {result.precision})")
+                   f"{result.pix_fmt}, {result.device}, {result.precision}"
+                   + (f"; {_describe_encoder(result.encoder)}" if result.encoder else "") + ")")
+
+
+def _describe_encoder(encoder: dict) -> str:
+    parts = [encoder["codec"]]
+    if encoder.get("crf") is not None:
+        parts.append(f"crf {encoder['crf']:g}")
+    if encoder.get("preset"):
+        parts.append(f"preset {encoder['preset']}")
+    return " ".join(parts) + f" {encoder['pix_fmt']}"
 
 
 def _one_line(error: BaseException) -> str:

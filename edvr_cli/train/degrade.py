@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from edvr_cli.image_io import ImageFolderError, list_image_files, read_image
-from edvr_cli.video_io import FrameReader
-from edvr_cli.video_probe import VideoError, ffmpeg_exe, summarize_stderr
+from edvr_cli.video import VideoError, ffmpeg_exe, summarize_stderr
+from edvr_cli.video.rgb_frames import RgbFrameReader as FrameReader
 
 CACHE_VERSION = 1
 FOLDER_FPS = 25  # frame folders have no rate; x265's rate control needs one (compress3)

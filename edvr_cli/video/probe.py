@@ -23,70 +23,10 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 
-import imageio_ffmpeg
+from edvr_cli.video.ffmpeg import (VideoError, decode_text, ffmpeg_exe, ffmpeg_failed, ffmpeg_path,
+                                   run_ffmpeg, summarize_stderr)
 
 STREAM_KINDS = ("video", "audio", "subtitle", "attachment", "data")
-
-# Lines ffmpeg prints after the real cause; they say nothing about what went wrong.
-_GENERIC_STDERR = re.compile(
-    r"^(Conversion failed!|Exiting normally.*|Error opening (input|output) files?:?.*"
-    r"|Error opening output file.*|Error while filtering.*|Error closing file.*"
-    r"|Task finished with error code.*|Terminating thread with return code.*"
-    r"|Nothing was written into output file.*|Error writing trailer.*|Last message repeated.*"
-    r"|At least one output file must be specified|Press \[q\].*)$")
-# Lines that report the failure of a step because of an error printed before them.
-_CONSEQUENCE_STDERR = re.compile(
-    r"^(Error opening input: .*|Could not open encoder before EOF|Cannot determine format of .*"
-    r"|Decode error rate .*|Error while (decoding|processing|opening) .*|Error muxing a packet"
-    r"|Error submitting .*|Could not write header.*|Error splitting the argument list.*)$")
-_LOG_PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
-
-
-def ffmpeg_exe() -> str:
-    """Path of the ffmpeg binary bundled with imageio-ffmpeg (or IMAGEIO_FFMPEG_EXE)."""
-    try:
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except RuntimeError as error:
-        raise VideoError(f"ffmpeg not found: {error}") from error
-
-
-def ffmpeg_path(path: str | os.PathLike) -> str:
-    """`path` as an ffmpeg URL that cannot be misread.
-
-    "file:" + absolute path: a name such as "take:2.mp4" would otherwise name a protocol, and an
-    output name starting with "-" an option.
-    """
-    return "file:" + os.path.abspath(os.fspath(path))
-
-
-class VideoError(Exception):
-    """A video cannot be read or written. `str()` is one line; `.stderr` is ffmpeg's full output."""
-
-    def __init__(self, message: str, stderr: str = ""):
-        super().__init__(message)
-        self.stderr = stderr
-
-
-def summarize_stderr(stderr: str) -> str:
-    """The line of ffmpeg's stderr that best names the cause, without `[muxer @ 0x..]` prefixes.
-
-    That is the last line that is neither boilerplate nor a consequence of an earlier error
-    ("moov atom not found" rather than "Error opening input: Invalid data ...").
-    """
-    lines = [_LOG_PREFIX.sub("", line).strip() for line in stderr.splitlines()]
-    lines = [line for line in lines if line]
-    if not lines:
-        return "no message"
-    specific = [line for line in lines if not _GENERIC_STDERR.match(line)]
-    causes = [line for line in specific if not _CONSEQUENCE_STDERR.match(line)]
-    return (causes or specific or lines)[-1]
-
-
-def ffmpeg_failed(what: str, returncode: int, stderr: str) -> VideoError:
-    """A VideoError for an ffmpeg run that exited with `returncode`."""
-    return VideoError(f"{what}: ffmpeg failed (exit {returncode}): {summarize_stderr(stderr)}",
-                      stderr)
-
 
 @dataclass(frozen=True)
 class StreamInfo:
@@ -133,6 +73,15 @@ class VideoInfo:
     streams: tuple[StreamInfo, ...]
     # pixel width / pixel height of the decoded (autorotated) frames; None when square or unknown
     sample_aspect: Fraction | None = None
+    # seconds per pts unit of the video stream (its packets' and decoded frames' time base)
+    time_base: Fraction = Fraction(1, 1000)
+    # seconds from the file's start (its earliest stream) to the video's first frame
+    start_offset: Fraction = Fraction(0)
+    # "tt", "bb", "tb", "bt" (ffmpeg's field orders) for interlaced video, None when progressive
+    field_order: str | None = None
+    # HDR side data of the first frame, in ffmpeg's words; None when absent
+    mastering_display: str | None = None
+    content_light: tuple[int, int] | None = None  # (MaxCLL, MaxFALL) in cd/m^2
 
 
 def bit_depth_of(pix_fmt: str) -> int:
@@ -149,21 +98,6 @@ def bit_depth_of(pix_fmt: str) -> int:
     if match and 8 <= int(match.group(1)) <= 16:
         return int(match.group(1))
     return 8
-
-
-def _run_ffmpeg(args: list[str], timeout: float | None = 60.0) -> subprocess.CompletedProcess:
-    # bytes out: framecrc output and stderr may carry non-UTF-8 metadata
-    try:
-        return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args],
-                              capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as error:
-        stderr = _decode(error.stderr or b"")
-        raise VideoError(f"ffmpeg gave no answer within {timeout:g} s: {summarize_stderr(stderr)}",
-                         stderr) from error
-
-
-def _decode(data: bytes) -> str:
-    return data.decode("utf-8", errors="replace")
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -186,6 +120,9 @@ def _split_top_level(text: str) -> list[str]:
 _STREAM_LINE = re.compile(r"^\s*Stream #\d+:(\d+)(?:\[[^\]]*\])?(?:\(([^)]*)\))?: "
                           r"(Video|Audio|Subtitle|Attachment|Data): (.*)$")
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_START = re.compile(r"Duration: .*?, start: (-?\d+(?:\.\d+)?)")
+_FIELD_ORDERS = {"top first": "tt", "bottom first": "bb", "top coded first (swapped)": "tb",
+                 "bottom coded first (swapped)": "bt"}
 _ROTATION = re.compile(r"display ?matrix: rotation of (-?[\d.]+) degrees", re.IGNORECASE)
 _NUM_FRAMES_TAG = re.compile(r"^\s*NUMBER_OF_FRAMES(?:-\w+)?\s*:\s*(\d+)\s*$")
 _COLOR_RANGES = ("tv", "pc")
@@ -197,6 +134,7 @@ _COLOR_SPACES = ("bt709", "smpte170m", "bt470bg", "bt2020nc", "bt2020c", "smpte2
 class _Header:
     streams: list[StreamInfo]
     duration: float | None
+    start: Fraction  # the file's start time, seconds
     video: dict  # fields of the chosen video stream
     cover_art: set[int]  # indices of "video" streams that are one attached picture
 
@@ -205,6 +143,7 @@ def _parse_header(stderr: str) -> _Header:
     """Parse `ffmpeg -i` output into streams plus the first non cover-art video stream's fields."""
     streams: list[StreamInfo] = []
     duration = None
+    start = Fraction(0)
     video: dict = {}
     cover_art: set[int] = set()
     current_is_video = False
@@ -212,6 +151,8 @@ def _parse_header(stderr: str) -> _Header:
         if duration is None and (match := _DURATION.search(line)):
             hours, minutes, seconds = match.groups()
             duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+            if start_match := _START.search(line):
+                start = Fraction(start_match.group(1))
         if match := _STREAM_LINE.match(line):
             index, language, kind, description = match.groups()
             current_is_video = False
@@ -234,12 +175,13 @@ def _parse_header(stderr: str) -> _Header:
                 video["rotation"] = float(match.group(1))
             elif match := _NUM_FRAMES_TAG.match(line):
                 video["num_frames"] = int(match.group(1))
-    return _Header(streams, duration, video, cover_art)
+    return _Header(streams, duration, start, video, cover_art)
 
 
 def _parse_video_description(index: int, parts: list[str]) -> dict:
     """Fields of a "Video:" line split at top-level commas: codec, pix_fmt(...), WxH, ..."""
     fields: dict = {"index": index, "pix_fmt": "unknown", "color_space": None, "color_range": None,
+                    "field_order": None,
                     "color_primaries": None, "color_transfer": None}
     if len(parts) > 1:
         pix_match = re.match(r"^([0-9a-z_]+)(?:\((.*)\))?", parts[1])
@@ -249,6 +191,8 @@ def _parse_video_description(index: int, parts: list[str]) -> dict:
                 item = item.strip()
                 if item in _COLOR_RANGES:
                     fields["color_range"] = item
+                elif item in _FIELD_ORDERS:
+                    fields["field_order"] = _FIELD_ORDERS[item]
                 elif item.split("/")[0] in _COLOR_SPACES or item.count("/") == 2:
                     # "bt709" when matrix, primaries and transfer agree, else "matrix/prim/trc"
                     names = item.split("/") if "/" in item else [item] * 3
@@ -270,20 +214,40 @@ def _normalise_rotation(degrees: float) -> int:
     return angle - 360 if angle > 180 else angle
 
 
-def _first_frame_props(path: str, video_index: int) -> tuple[Fraction | None, int, int]:
-    """(frame rate, width, height) of the first decoded frame, autorotated, from framecrc."""
-    result = _run_ffmpeg(["-v", "error", "-i", ffmpeg_path(path), "-map", f"0:{video_index}",
-                          "-frames:v", "1", "-f", "framecrc", "-"])
-    text = _decode(result.stdout)
+@dataclass
+class _FirstFrame:
+    fps: Fraction | None  # ffmpeg's frame rate guess: 1 / the decoded stream's time base
+    width: int  # autorotated
+    height: int
+    mastering_display: str | None
+    content_light: tuple[int, int] | None
+
+
+_MASTERING = re.compile(r"side data - Mastering display metadata: (.*)$", re.IGNORECASE)
+_LIGHT_LEVEL = re.compile(r"side data - Content light level metadata: MaxCLL=(\d+), MaxFALL=(\d+)",
+                          re.IGNORECASE)
+
+
+def _first_frame_props(path: str, video_index: int) -> _FirstFrame:
+    """Rate guess, autorotated size and HDR side data of the first decoded frame.
+
+    framecrc prints the time base and size; the showinfo filter prints the frame's side data.
+    """
+    result = run_ffmpeg(["-v", "info", "-i", ffmpeg_path(path), "-map", f"0:{video_index}",
+                         "-frames:v", "1", "-vf", "showinfo", "-f", "framecrc", "-"])
+    text = decode_text(result.stdout)
+    stderr = decode_text(result.stderr)
     if result.returncode != 0 or "#dimensions" not in text:
-        raise ffmpeg_failed(f"{path}: cannot decode the first video frame", result.returncode,
-                            _decode(result.stderr))
+        raise ffmpeg_failed(f"{path}: cannot decode the first video frame", result.returncode, stderr)
     time_base = re.search(r"^#tb 0: (\d+)/(\d+)", text, re.MULTILINE)
     size = re.search(r"^#dimensions 0: (\d+)x(\d+)", text, re.MULTILINE)
     fps = None
     if time_base and int(time_base.group(1)) > 0:
         fps = Fraction(int(time_base.group(2)), int(time_base.group(1)))
-    return fps, int(size.group(1)), int(size.group(2))
+    mastering = next((m.group(1).strip() for m in map(_MASTERING.search, stderr.splitlines()) if m), None)
+    light = next(((int(m.group(1)), int(m.group(2)))
+                  for m in map(_LIGHT_LEVEL.search, stderr.splitlines()) if m), None)
+    return _FirstFrame(fps, int(size.group(1)), int(size.group(2)), mastering, light)
 
 
 _NOPTS = -(2 ** 63)  # ffmpeg's AV_NOPTS_VALUE, printed for packets without a pts
@@ -377,8 +341,8 @@ def probe(path: str | os.PathLike, max_scan_seconds: float = 5.0) -> VideoInfo:
         raise VideoError(f"{path}: no such file")
     if os.path.isdir(path):
         raise VideoError(f"{path}: is a folder, not a video file")
-    result = _run_ffmpeg(["-i", ffmpeg_path(path)])
-    stderr = _decode(result.stderr)
+    result = run_ffmpeg(["-i", ffmpeg_path(path)])
+    stderr = decode_text(result.stderr)
     if "Input #0" not in stderr:
         raise VideoError(f"{path}: not a video file ({summarize_stderr(stderr)})", stderr)
     header = _parse_header(stderr)
@@ -389,25 +353,29 @@ def probe(path: str | os.PathLike, max_scan_seconds: float = 5.0) -> VideoInfo:
         raise VideoError(f"{path}: no video stream (holds {kinds})", stderr)
     if "width" not in video:
         raise VideoError(f"{path}: ffmpeg reports no frame size for the video stream", stderr)
-    guessed_fps, decoded_width, decoded_height = _first_frame_props(path, video["index"])
+    first = _first_frame_props(path, video["index"])
     scan = _scan_packets(path, video["index"], max_scan_seconds)
-    fps, is_vfr = _rate_from_scan(scan, guessed_fps)
+    fps, is_vfr = _rate_from_scan(scan, first.fps)
     if fps is None:
         raise VideoError(f"{path}: ffmpeg reports no frame rate for the video stream", stderr)
     num_frames = len(scan.pts) if scan.complete else video.get("num_frames")
     rotation = _normalise_rotation(video.get("rotation", 0.0))
+    # a video that starts after its audio (or before it) must keep that offset when remuxed
+    start_offset = min(scan.pts) * scan.time_base - header.start if scan.pts else Fraction(0)
     sample_aspect = video.get("sample_aspect")
     if sample_aspect is not None and rotation in (90, -90):
         sample_aspect = 1 / sample_aspect  # autorotation turns pixel columns into rows
     return VideoInfo(
         path=path, width=video["width"], height=video["height"],
         rotation=rotation,
-        decoded_width=decoded_width, decoded_height=decoded_height, fps=fps,
+        decoded_width=first.width, decoded_height=first.height, fps=fps,
         num_frames=num_frames, pix_fmt=video["pix_fmt"], bit_depth=bit_depth_of(video["pix_fmt"]),
         duration=header.duration, is_vfr=is_vfr, video_index=video["index"],
         color_space=video["color_space"], color_range=video["color_range"],
         color_primaries=video["color_primaries"], color_transfer=video["color_transfer"],
-        streams=tuple(header.streams), sample_aspect=sample_aspect if sample_aspect != 1 else None)
+        streams=tuple(header.streams), sample_aspect=sample_aspect if sample_aspect != 1 else None,
+        time_base=scan.time_base, start_offset=start_offset, field_order=video["field_order"],
+        mastering_display=first.mastering_display, content_light=first.content_light)
 
 
 def count_frames(path: str | os.PathLike, video_index: int | None = None) -> int:
@@ -418,13 +386,13 @@ def count_frames(path: str | os.PathLike, video_index: int | None = None) -> int
     path = os.fspath(path)
     if video_index is None:
         video_index = probe(path, max_scan_seconds=0.0).video_index
-    result = _run_ffmpeg(["-v", "error", "-nostats", "-progress", "pipe:1",
+    result = run_ffmpeg(["-v", "error", "-nostats", "-progress", "pipe:1",
                           "-i", ffmpeg_path(path), "-map", f"0:{video_index}",
                           "-fps_mode", "passthrough", "-f", "null", "-"], timeout=None)
     if result.returncode != 0:
         raise ffmpeg_failed(f"{path}: cannot count frames", result.returncode,
-                            _decode(result.stderr))
-    counts = re.findall(r"^frame=(\d+)", _decode(result.stdout), re.MULTILINE)
+                            decode_text(result.stderr))
+    counts = re.findall(r"^frame=(\d+)", decode_text(result.stdout), re.MULTILINE)
     if not counts:
-        raise VideoError(f"{path}: ffmpeg reported no frame count", _decode(result.stderr))
+        raise VideoError(f"{path}: ffmpeg reported no frame count", decode_text(result.stderr))
     return int(counts[-1])

@@ -1,0 +1,16 @@
+"""`edvr enhance` as a library (the Click command is edvr_cli/commands/enhance.py).
+
+- pipeline.py: `enhance()`, its settings and result.
+- sources.py: the opened input, the output's frame format and timing, the writer.
+- planes.py: frames to the network's RGB on the device and its outputs back to planes.
+- stream.py: temporal windows over the frame stream and the in-order restore loop.
+"""
+
+from edvr_cli.enhance.pipeline import EnhanceResult, EnhanceSettings, Reporter, enhance
+from edvr_cli.enhance.sources import DEFAULT_FOLDER_FPS, Source, Timing, open_source, open_writer, output_format
+from edvr_cli.enhance.stream import EnhanceError, SlidingWindows, iter_windows, restore_stream
+from edvr_cli.video import EncoderSettings
+
+__all__ = ["EnhanceResult", "EnhanceSettings", "Reporter", "enhance", "DEFAULT_FOLDER_FPS", "Source", "Timing",
+           "open_source", "open_writer", "output_format", "EnhanceError", "SlidingWindows", "iter_windows",
+           "restore_stream", "EncoderSettings"]

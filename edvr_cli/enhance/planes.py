@@ -1,0 +1,67 @@
+"""Between decoded planes and the network: each frame converted to RGB once, each output back.
+
+    decoded Frame -> `FramePlanes.prepare` -> DecodedFrame (planes + RGB on the device, once)
+    windows of DecodedFrames -> `FramePlanes.restore` -> RGB outputs (n, 3, sH, sW)
+    (centre DecodedFrame, RGB output) -> `FramePlanes.finish` -> output planes
+
+At scale 1 with the source's own layout out, `finish` is the residual reconstruction: input
+planes + strength x the network's change (exact at strength 0). Otherwise the output planes are
+made from the network's RGB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from edvr_cli.inference import ModelRunner
+from edvr_cli.video import Frame, FrameConverter, FrameFormat
+
+
+@dataclass
+class DecodedFrame:
+    """A decoded frame and the network's view of it."""
+
+    frame: Frame
+    rgb: torch.Tensor  # (3, h, w) float in [0, 1] on the model's device: what the network sees
+
+
+class FramePlanes:
+    """Converts frames of `source_format` for `runner` and its outputs into `output_format`.
+
+    Args:
+        runner: runs the network on the device.
+        source_format, output_format: the decoded planes and the planes written.
+        strength: the fraction of the network's change applied, when `residual`.
+    """
+
+    def __init__(self, runner: ModelRunner, source_format: FrameFormat, output_format: FrameFormat,
+                 strength: float = 1.0):
+        self.runner = runner
+        self.strength = strength
+        self._in = FrameConverter(source_format, runner.device)
+        self._out = FrameConverter(output_format, runner.device)
+        same_layout = output_format.layout == source_format.layout
+        # scale 1: the output is the input's planes plus the change, in the input's own space
+        self.residual = runner.scale == 1
+        self._output_is_source = same_layout and output_format == source_format
+
+    def prepare(self, frame: Frame) -> DecodedFrame:
+        rgb = self._in.to_rgb(frame.planes).clamp_(0, 1)
+        return DecodedFrame(frame, rgb.to(self.runner.dtype))
+
+    def restore(self, windows: list[list[DecodedFrame]]) -> torch.Tensor:
+        """A batch of windows -> (n, 3, h*s, w*s) float restored centre frames, unclamped."""
+        frames = torch.stack([torch.stack([item.rgb for item in window]) for window in windows])
+        return self.runner.restore(frames)
+
+    def finish(self, centre: DecodedFrame, output: torch.Tensor) -> tuple[np.ndarray, ...]:
+        """The output planes for one restored frame."""
+        if not self.residual:
+            return self._out.from_rgb(output)
+        planes = self._in.apply_change(centre.frame.planes, output.float() - centre.rgb.float(), self.strength)
+        if self._output_is_source:
+            return planes
+        return self._out.from_rgb(self._in.to_rgb(planes))  # e.g. PNG frames of a YUV source

@@ -1,0 +1,113 @@
+"""What `enhance` reads and writes: the opened input, the output's frame format, its timing.
+
+- `open_source(path)`: a video (native planes, see `video.reader`) or a folder of images.
+- `output_format(source, scale, folder)`: the planes written. At scale 1 they are the source's
+  own layout, so the output is the input's planes plus the network's change (`video.convert`).
+- `Timing`: each output frame's presentation time: the input frame's own.
+- `open_writer(...)`: the video writer (streams copied from the source) or a PNG folder writer.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable
+
+from edvr_cli.video import (EncoderSettings, FolderFrameReader, Frame, FrameFormat, FrameReader, FrameWriter,
+                            PlaneLayout, PngFolderWriter, VideoInfo, probe, untagged_matrix)
+
+DEFAULT_FOLDER_FPS = Fraction(25)
+
+
+@dataclass
+class Source:
+    """An opened input: the frame reader and what is known about the frames up front."""
+
+    reader: Iterable[Frame]  # closed by close()
+    format: FrameFormat
+    fps: Fraction  # exact for constant-rate video; the average rate for variable-rate video
+    num_frames: int | None
+    video_info: VideoInfo | None  # None for image folders
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        return self.format.width
+
+    @property
+    def height(self) -> int:
+        return self.format.height
+
+    def close(self) -> None:
+        close = getattr(self.reader, "close", None)
+        if close is not None:
+            close()
+
+
+def open_source(path: str | os.PathLike, folder_fps: Fraction = DEFAULT_FOLDER_FPS,
+                deinterlace: bool = False) -> Source:
+    """Open a video file (probed, decoded natively by FrameReader) or a folder of images."""
+    path = Path(path)
+    if path.is_dir():
+        reader = FolderFrameReader(path)
+        return Source(reader, reader.format, Fraction(folder_fps), reader.num_frames, None, list(reader.notes))
+    info = probe(path)
+    reader = FrameReader(path, info=info, deinterlace=deinterlace)
+    return Source(reader, reader.format, info.fps, info.num_frames, info, list(reader.notes))
+
+
+def output_format(source_format: FrameFormat, scale: int, folder: bool) -> FrameFormat:
+    """The planes written: the source's own layout, depth and colour (x `scale`); 8/16-bit RGB
+    (or gray) for a PNG folder; YUV 4:2:0 (4:4:4 for odd sizes) for RGB frames written as video."""
+    fmt = source_format.scaled(scale)
+    layout = fmt.layout
+    if folder:
+        png = PlaneLayout("gray" if layout.family == "gray" else "rgb", 8 if layout.depth == 8 else 16)
+        return fmt.with_layout(png)
+    if layout.family == "rgb":
+        depth = 8 if layout.depth == 8 else 10
+        yuv = PlaneLayout("yuv", depth, 2, 2)
+        if not yuv.fits(fmt.width, fmt.height):
+            yuv = PlaneLayout("yuv", depth)
+        return replace(fmt.with_layout(yuv), full_range=False, matrix=untagged_matrix(fmt.width, fmt.height))
+    return fmt
+
+
+class Timing:
+    """Output presentation times: the frame index at 1/fps for constant-rate input (so its exact
+    rational rate is kept), each frame's own time for variable-rate input (pauses, speed changes)."""
+
+    def __init__(self, source: Source):
+        info = source.video_info
+        self.variable = info is not None and info.is_vfr
+        self.time_base = info.time_base if self.variable else 1 / Fraction(source.fps)
+        self._reader = source.reader
+        self._first: Fraction | None = None
+        self._index = 0
+
+    def pts(self, frame: Frame) -> int | None:
+        """The next output frame's pts in `time_base` units (None: one tick after the last)."""
+        index, self._index = self._index, self._index + 1
+        if not self.variable:
+            return index
+        if frame.pts is None:
+            return None
+        reader_base = getattr(self._reader, "time_base", None) or self.time_base
+        seconds = frame.pts * reader_base
+        if self._first is None:
+            self._first = seconds
+        return round((seconds - self._first) / self.time_base)
+
+
+def open_writer(path: Path, fmt: FrameFormat, time_base: Fraction, source: Source, encoder: EncoderSettings,
+                folder: bool = False, deinterlaced: bool = False):
+    """A FrameWriter for a video file (streams copied from a video source), or with `folder` a
+    PngFolderWriter."""
+    if folder:
+        return PngFolderWriter(path, fmt)
+    info = source.video_info
+    return FrameWriter(path, fmt, time_base, encoder, source=info,
+                       start_offset=info.start_offset if info is not None else Fraction(0),
+                       deinterlaced=deinterlaced)

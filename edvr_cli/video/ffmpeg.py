@@ -1,0 +1,119 @@
+"""Running the bundled ffmpeg: where it is, safe path arguments, and what its failures mean.
+
+Every ffmpeg failure becomes a `VideoError` whose message is one line (the line of stderr that
+names the cause) and whose `.stderr` keeps ffmpeg's full output.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+
+import imageio_ffmpeg
+
+POLL_SECONDS = 0.1  # how often blocked queue operations look for a dead thread or a stop
+
+# Lines ffmpeg prints after the real cause; they say nothing about what went wrong.
+_GENERIC_STDERR = re.compile(
+    r"^(Conversion failed!|Exiting normally.*|Error opening (input|output) files?:?.*"
+    r"|Error opening output file.*|Error while filtering.*|Error closing file.*"
+    r"|Task finished with error code.*|Terminating thread with return code.*"
+    r"|Nothing was written into output file.*|Error writing trailer.*|Last message repeated.*"
+    r"|At least one output file must be specified|Press \[q\].*)$")
+# Lines that report the failure of a step because of an error printed before them.
+_CONSEQUENCE_STDERR = re.compile(
+    r"^(Error opening input: .*|Could not open encoder before EOF|Cannot determine format of .*"
+    r"|Decode error rate .*|Error while (decoding|processing|opening) .*|Error muxing a packet"
+    r"|Error submitting .*|Could not write header.*|Error splitting the argument list.*)$")
+_LOG_PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg (or IMAGEIO_FFMPEG_EXE)."""
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as error:
+        raise VideoError(f"ffmpeg not found: {error}") from error
+
+
+def ffmpeg_path(path: str | os.PathLike) -> str:
+    """`path` as an ffmpeg URL that cannot be misread.
+
+    "file:" + absolute path: a name such as "take:2.mp4" would otherwise name a protocol, and an
+    output name starting with "-" an option.
+    """
+    return "file:" + os.path.abspath(os.fspath(path))
+
+
+class VideoError(Exception):
+    """A video cannot be read or written. `str()` is one line; `.stderr` is ffmpeg's full output."""
+
+    def __init__(self, message: str, stderr: str = ""):
+        super().__init__(message)
+        self.stderr = stderr
+
+
+def summarize_stderr(stderr: str) -> str:
+    """The line of ffmpeg's stderr that best names the cause, without `[muxer @ 0x..]` prefixes.
+
+    That is the last line that is neither boilerplate nor a consequence of an earlier error
+    ("moov atom not found" rather than "Error opening input: Invalid data ...").
+    """
+    lines = [_LOG_PREFIX.sub("", line).strip() for line in stderr.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return "no message"
+    specific = [line for line in lines if not _GENERIC_STDERR.match(line)]
+    causes = [line for line in specific if not _CONSEQUENCE_STDERR.match(line)]
+    return (causes or specific or lines)[-1]
+
+
+def ffmpeg_failed(what: str, returncode: int, stderr: str) -> VideoError:
+    """A VideoError for an ffmpeg run that exited with `returncode`."""
+    return VideoError(f"{what}: ffmpeg failed (exit {returncode}): {summarize_stderr(stderr)}",
+                      stderr)
+
+
+def run_ffmpeg(args: list[str], timeout: float | None = 60.0) -> subprocess.CompletedProcess:
+    # bytes out: framecrc output and stderr may carry non-UTF-8 metadata
+    try:
+        return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args],
+                              capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as error:
+        stderr = decode_text(error.stderr or b"")
+        raise VideoError(f"ffmpeg gave no answer within {timeout:g} s: {summarize_stderr(stderr)}",
+                         stderr) from error
+
+
+def decode_text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+class StderrCollector(threading.Thread):
+    """Drains a process's stderr so ffmpeg never blocks on a full pipe; keeps all of it."""
+
+    def __init__(self, stream):
+        super().__init__(daemon=True)
+        self._stream = stream
+        self._chunks: list[bytes] = []
+
+    def run(self) -> None:
+        for chunk in iter(lambda: self._stream.read(4096), b""):
+            self._chunks.append(chunk)
+
+    @property
+    def text(self) -> str:
+        return b"".join(self._chunks).decode("utf-8", errors="replace")
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """End `process` (SIGTERM, then SIGKILL after 2 s) and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,378 @@
+"""Encode frames (native planes + presentation times) into a video file through an ffmpeg pipe.
+
+The pipe carries an IVF stream of raw frames: a 32-byte header (layout fourcc, size, time base)
+and, per frame, its size and 64-bit pts. ffmpeg's rawvideo decoder reads any planar layout from
+it, so the planes reach the encoder as they are: no colour conversion, no rescaling, no rounding
+when the output pixel format is the frames' own (the default whenever the encoder takes it).
+Each frame keeps its own timestamp (`-fps_mode passthrough`), so variable-frame-rate video
+keeps its timing, and `start_offset` shifts the video against the copied audio as in the source.
+
+Colour tags (matrix, range, primaries, transfer), the field order of interlaced video and HDR
+side data (libx265) are set on the output; with `source`, its audio, subtitle and attachment
+streams are copied along (see `streams.plan_source_streams`); `writer.notes` says what changed.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import queue
+import re
+import struct
+import subprocess
+import threading
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+
+from edvr_cli.video.ffmpeg import (POLL_SECONDS, StderrCollector, VideoError, ffmpeg_exe, ffmpeg_failed,
+                                   ffmpeg_path, stop_process)
+from edvr_cli.video.frame import Frame, FrameFormat
+from edvr_cli.video.pixel_format import PlaneLayout, family_of, subsampling_of
+from edvr_cli.video.probe import VideoInfo, bit_depth_of, probe
+from edvr_cli.video.streams import plan_source_streams
+
+_END = object()
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """ffmpeg encoder controls; None = the default for the output container (`resolve_encoder`)."""
+
+    codec: str | None = None
+    crf: float | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+    extra_args: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = [self.codec or "?"]
+        if self.crf is not None:
+            parts.append(f"crf {self.crf:g}")
+        if self.preset is not None:
+            parts.append(f"preset {self.preset}")
+        if self.pix_fmt is not None:
+            parts.append(self.pix_fmt)
+        return ", ".join(parts)
+
+
+# Defaults chosen by measurement (benchmarks/pipe_loss.py, table in benchmarks/README.md): on
+# x265 QP 37 footage a re-encode at these settings loses at most ~0.03 dB against its input.
+DEFAULT_ENCODERS = {
+    ".webm": EncoderSettings("libvpx-vp9", 12, None),
+    ".avi": EncoderSettings("ffv1", None, None),
+    ".nut": EncoderSettings("ffv1", None, None),
+}
+DEFAULT_ENCODER = EncoderSettings("libx265", 12, "medium")
+# Containers whose players want HEVC tagged hvc1 (QuickTime, iOS)
+_HVC1_CONTAINERS = (".mp4", ".m4v", ".mov")
+
+
+def resolve_encoder(settings: EncoderSettings, output_path: str | os.PathLike) -> EncoderSettings:
+    """Fill what the user left unset with the container's defaults."""
+    suffix = Path(output_path).suffix.lower()
+    default = DEFAULT_ENCODERS.get(suffix, DEFAULT_ENCODER)
+    if settings.codec is None:
+        return replace(settings, codec=default.codec,
+                       crf=settings.crf if settings.crf is not None else default.crf,
+                       preset=settings.preset if settings.preset is not None else default.preset)
+    if settings.crf is None and settings.codec == default.codec:
+        settings = replace(settings, crf=default.crf)
+    if settings.preset is None and settings.codec == default.codec:
+        settings = replace(settings, preset=default.preset)
+    return settings
+
+
+@functools.lru_cache(maxsize=None)
+def _encoder_help(codec: str) -> str:
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-h", f"encoder={codec}"],
+                            capture_output=True, check=False)
+    text = result.stdout.decode("utf-8", errors="replace")
+    if "is not recognized" in text or not text.strip():
+        raise VideoError(f"ffmpeg has no encoder named {codec!r}")
+    return text
+
+
+def encoder_pix_fmts(codec: str) -> tuple[str, ...]:
+    """Pixel formats the ffmpeg encoder `codec` accepts (empty when it does not say)."""
+    match = re.search(r"Supported pixel formats: (.*)", _encoder_help(codec))
+    return tuple(match.group(1).split()) if match else ()
+
+
+def encoder_has_option(codec: str, option: str) -> bool:
+    return re.search(rf"^\s+-{option}\s", _encoder_help(codec), re.MULTILINE) is not None
+
+
+def is_repacking(layout: PlaneLayout, pix_fmt: str) -> bool:
+    """Whether `pix_fmt` holds exactly the samples of `layout` (same family, depth, chroma)."""
+    name = pix_fmt.lower()
+    if re.search(r"(yuva|rgba|bgra|argb|abgr|gbrap|ya8|ya16|f16|f32|bayer|pal8)", name):
+        return False
+    subsampling = subsampling_of(name) if layout.family == "yuv" else (1, 1)
+    return (family_of(name) == layout.family and bit_depth_of(name) == layout.depth
+            and subsampling == (layout.sub_x, layout.sub_y) and not name.startswith("yuvj"))
+
+
+def _holds_size(pix_fmt: str, width: int, height: int) -> bool:
+    sub_x, sub_y = subsampling_of(pix_fmt)
+    return width % sub_x == 0 and height % sub_y == 0
+
+
+def choose_pix_fmt(codec: str, layout: PlaneLayout, width: int, height: int) -> str:
+    """The output pixel format when none is given.
+
+    The frames' own layout if the encoder takes it and its chroma subsampling fits the frame
+    size (then nothing is converted); otherwise the 4:4:4 format of the same bit depth, then
+    yuv444p, then the encoder's first format without chroma subsampling, then its first format.
+    So 175x143 frames become yuv444p with libx264: yuv420p cannot hold odd sizes and frames are
+    never rescaled.
+    """
+    supported = encoder_pix_fmts(codec)
+    depth = layout.depth
+    # the same samples in another packing first (gbrp -> bgr0 for ffv1): still lossless
+    options = [layout.pix_fmt] + [fmt for fmt in supported if is_repacking(layout, fmt)]
+    if layout.family == "yuv" or not any(family_of(fmt) == layout.family for fmt in supported):
+        options += ["yuv444p" if depth == 8 else f"yuv444p{depth}le", "yuv444p"]
+    options += [fmt for fmt in supported if subsampling_of(fmt) == (1, 1) and bit_depth_of(fmt) == depth]
+    options += [fmt for fmt in supported if subsampling_of(fmt) == (1, 1)]
+    options += list(supported)
+    for pix_fmt in options:
+        if (not supported or pix_fmt in supported) and _holds_size(pix_fmt, width, height):
+            return pix_fmt
+    raise VideoError(f"encoder {codec} has no pixel format that holds {width}x{height} frames")
+
+
+def _setparams(fmt: FrameFormat, field_order: str | None) -> str:
+    """A filter that tags the raw frames with their colour (ffmpeg takes encoder tags from the
+    frames, not from -color_* output options) and field order."""
+    params = [f"range={fmt.range_tag}"]
+    if fmt.layout.family == "yuv":
+        params.append(f"colorspace={fmt.matrix}")
+    elif fmt.layout.family == "rgb":
+        params.append("colorspace=gbr")
+    if fmt.color_primaries:
+        params.append(f"color_primaries={fmt.color_primaries}")
+    if fmt.color_transfer:
+        params.append(f"color_trc={fmt.color_transfer}")
+    params.append(f"field_mode={ {'tt': 'tff', 'tb': 'tff', 'bb': 'bff', 'bt': 'bff'}.get(field_order, 'prog')}")
+    return "setparams=" + ":".join(params)
+
+
+def _x265_hdr_params(mastering: str | None, light: tuple[int, int] | None) -> str | None:
+    """x265's master-display / max-cll values from ffmpeg's side-data description."""
+    items = []
+    if mastering:
+        numbers = [float(n) for n in re.findall(r"-?\d+\.\d+|-?\d+", re.sub(r"has_\w+:\d", "", mastering))]
+        if len(numbers) == 10:
+            rx, ry, gx, gy, bx, by, wx, wy, min_l, max_l = numbers
+            xy = lambda x, y: f"({round(x * 50000)},{round(y * 50000)})"  # noqa: E731
+            items.append(f"master-display=G{xy(gx, gy)}B{xy(bx, by)}R{xy(rx, ry)}WP{xy(wx, wy)}"
+                         f"L({round(max_l * 10000)},{round(min_l * 10000)})")
+    if light:
+        items.append(f"max-cll={light[0]},{light[1]}")
+    return ":".join(items) or None
+
+
+def ivf_header(layout: PlaneLayout, width: int, height: int, time_base: Fraction) -> bytes:
+    """The IVF file header: rawvideo of `layout`, pts in units of `time_base` seconds."""
+    if not (0 < width < 65536 and 0 < height < 65536):
+        raise VideoError(f"frame size {width}x{height} is too large for the raw-frame pipe")
+    return struct.pack("<4sHH4sHHIII4x", b"DKIF", 0, 32, layout.fourcc, width, height,
+                       time_base.denominator, time_base.numerator, 0)
+
+
+class FrameWriter:
+    """Encode `Frame`s into a video file, each at its own presentation time.
+
+    Frames go through a bounded queue to a background thread that feeds ffmpeg; `write` blocks
+    while the queue is full. `close()` waits for ffmpeg and raises VideoError if it failed. On an
+    exception inside a `with` block ffmpeg is stopped instead; the caller deletes the partial file.
+
+    Args:
+        path: output file; its suffix picks the container.
+        fmt: layout, size and colour of the frames written.
+        time_base: seconds per pts unit of the frames (e.g. Fraction(1001, 24000) with pts
+            0, 1, 2, ... for constant-rate 23.976 fps video).
+        encoder: codec, crf, preset, pixel format, extra ffmpeg output arguments (resolved with
+            `resolve_encoder`); `encoder.pix_fmt` None keeps the frames' layout if it can.
+        source: probed file whose audio, subtitle and attachment streams are copied along; its
+            field order, sample aspect ratio and HDR side data are kept.
+        start_offset: seconds from the source's start to its first video frame.
+        deinterlaced: the frames were deinterlaced, so they are written progressive.
+        queue_size: frames buffered ahead of ffmpeg.
+        check_frame_count: after closing, count the output's packets and raise VideoError unless
+            they equal the frames written.
+    """
+
+    def __init__(self, path: str | os.PathLike, fmt: FrameFormat, time_base: Fraction,
+                 encoder: EncoderSettings = EncoderSettings(), source: VideoInfo | None = None,
+                 start_offset: Fraction = Fraction(0), deinterlaced: bool = False, queue_size: int = 8,
+                 check_frame_count: bool = True):
+        self.path = os.fspath(path)
+        self.format = fmt
+        self.time_base = Fraction(time_base)
+        if self.time_base <= 0:
+            raise ValueError(f"time base must be positive, got {time_base}")
+        self.encoder = resolve_encoder(encoder, self.path)
+        self.check_frame_count = check_frame_count
+        self.notes: list[str] = []
+        self.num_frames_written = 0
+        self._last_pts: int | None = None
+        codec = self.encoder.codec
+        self.pix_fmt = self.encoder.pix_fmt or choose_pix_fmt(codec, fmt.layout, fmt.width, fmt.height)
+        field_order = None if deinterlaced or source is None else source.field_order
+        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y"]
+        if start_offset:
+            args += ["-itsoffset", f"{float(start_offset):.6f}"]
+        args += ["-f", "ivf", "-c:v", "rawvideo", "-i", "pipe:0"]
+        stream_args: list[str] = []
+        if source is not None:
+            args += ["-i", ffmpeg_path(source.path)]
+            stream_args, self.notes = plan_source_streams(source.path, source, self.path)
+            stream_args += ["-map_metadata", "1", "-map_chapters", "1"]
+        args += ["-map", "0:0", "-c:v", codec]
+        if self.encoder.crf is not None and encoder_has_option(codec, "crf"):
+            args += ["-crf", f"{self.encoder.crf:g}"]
+            if codec.startswith("libvpx"):
+                args += ["-b:v", "0"]  # libvpx only honours crf without a bitrate target
+        if self.encoder.preset is not None and encoder_has_option(codec, "preset"):
+            args += ["-preset", str(self.encoder.preset)]
+        filters = [_setparams(fmt, field_order)]
+        if not is_repacking(fmt.layout, self.pix_fmt):
+            # a conversion the encoder needs: state the matrix and range it converts with
+            out_range = fmt.range_tag if self.pix_fmt.startswith(("yuv", "nv", "p0")) else "pc"
+            filters.append(f"scale=out_color_matrix={_swscale_matrix(fmt.matrix)}:out_range={out_range}")
+            self.notes.append(f"{self.path}: frames converted from {fmt.layout.pix_fmt} to {self.pix_fmt} "
+                              f"for {codec}")
+        args += ["-vf", ",".join(filters), "-pix_fmt", self.pix_fmt]
+        if field_order is not None:
+            args += ["-field_order", field_order]
+            if codec in ("libx264", "libx265", "mpeg2video"):
+                args += ["-flags", "+ildct+ilme", "-top", "1" if field_order in ("tt", "tb") else "0"]
+        hdr = _x265_hdr_params(source.mastering_display, source.content_light) if source else None
+        if hdr and codec == "libx265":
+            args += ["-x265-params", hdr]
+        elif hdr:
+            self.notes.append(f"{self.path}: the source's HDR mastering/light-level metadata is carried "
+                              f"by libx265 only, not by {codec}")
+        if codec == "libx265" and Path(self.path).suffix.lower() in _HVC1_CONTAINERS:
+            args += ["-tag:v", "hvc1"]
+        if source is not None and source.sample_aspect is not None:
+            # anamorphic source (DVD, HDV): keep its display shape; a x4 output has the same one
+            display = Fraction(fmt.width, fmt.height) * source.sample_aspect
+            args += ["-aspect", f"{display.numerator}:{display.denominator}"]
+        args += ["-fps_mode", "passthrough", "-enc_time_base:v", "demux", *stream_args,
+                 *self.encoder.extra_args, ffmpeg_path(self.path)]
+        self.args = args
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+        self._stderr = StderrCollector(self.process.stderr)
+        self._stderr.start()
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+        self._queue.put(ivf_header(fmt.layout, fmt.width, fmt.height, self.time_base))
+        self._feed_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._feed, daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    def _feed(self) -> None:
+        try:
+            while (chunk := self._queue.get()) is not _END:
+                self.process.stdin.write(chunk)
+        except OSError as error:  # BrokenPipeError when ffmpeg has exited
+            self._feed_error = error
+
+    def _failure(self) -> VideoError:
+        returncode = self.process.wait()
+        self._stderr.join()
+        return ffmpeg_failed(f"{self.path}: encoding failed", returncode, self._stderr.text)
+
+    def _put(self, item) -> None:
+        while True:
+            if self._feed_error is not None or not self._thread.is_alive():
+                raise self._failure()
+            try:
+                self._queue.put(item, timeout=POLL_SECONDS)
+                return
+            except queue.Full:
+                continue
+
+    def write(self, frame: Frame) -> None:
+        """Queue one frame (planes in the writer's layout; pts None = one tick after the last)."""
+        if self._closed:
+            raise VideoError(f"{self.path}: write after close")
+        layout, fmt = self.format.layout, self.format
+        shapes = layout.plane_shapes(fmt.width, fmt.height)
+        if len(frame.planes) != len(shapes) or any(
+                plane.shape != shape or plane.dtype != layout.dtype for plane, shape in zip(frame.planes, shapes)):
+            got = [(plane.shape, str(plane.dtype)) for plane in frame.planes]
+            raise ValueError(f"frame planes {got} do not match the writer's {layout.pix_fmt} "
+                             f"{fmt.width}x{fmt.height}")
+        pts = frame.pts if frame.pts is not None else (self._last_pts + 1 if self._last_pts is not None else 0)
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1  # presentation times must increase; never drop the frame
+        self._last_pts = pts
+        data = b"".join(plane.tobytes() for plane in frame.planes)
+        self._put(struct.pack("<IQ", len(data), pts) + data)
+        self.num_frames_written += 1
+
+    def close(self) -> None:
+        """Flush the queue, finish the file, and raise VideoError if ffmpeg failed."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._put(_END)
+            self._thread.join()
+        finally:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass  # ffmpeg already gone; its exit status tells why
+        returncode = self.process.wait()
+        self._stderr.join()
+        self.process.stderr.close()
+        if returncode != 0 or self._feed_error is not None:
+            raise ffmpeg_failed(f"{self.path}: encoding failed", returncode, self._stderr.text)
+        if self.check_frame_count and os.path.isfile(self.path):
+            num_frames = probe(self.path, max_scan_seconds=60.0).num_frames
+            if num_frames is not None and num_frames != self.num_frames_written:
+                raise VideoError(f"{self.path}: {self.num_frames_written} frames were written but "
+                                 f"the file holds {num_frames}", self._stderr.text)
+
+    def abort(self) -> None:
+        """Stop ffmpeg without finishing the file (the caller deletes it)."""
+        if self._closed:
+            return
+        self._closed = True
+        stop_process(self.process)
+        while True:  # unblock the feeder if it waits on a full queue or a dead pipe
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._queue.put(_END)
+        self._thread.join()
+        for stream in (self.process.stdin, self.process.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._stderr.join()
+
+    def __enter__(self) -> "FrameWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+_SWSCALE_MATRIX = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "bt601": "bt601",
+                   "fcc": "fcc", "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
+
+
+def _swscale_matrix(matrix: str) -> str:
+    return _SWSCALE_MATRIX.get(matrix, "bt709")
