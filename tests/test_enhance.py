@@ -2,7 +2,8 @@
 
 Models are real tiny EDVRs whose `conv_last` is zeroed: their output is exactly the centre frame
 (scale 1) or its bilinear x4 upsampling (scale 4), so every output pixel is predictable. Videos
-that are compared frame by frame are written with ffv1 in bgr0 (lossless RGB).
+that are compared frame by frame are written with ffv1 in their source's own pixel format
+(lossless) and decoded to RGB by the maths `edvr enhance` uses.
 """
 
 from __future__ import annotations
@@ -24,15 +25,17 @@ from edvr_cli import model_choice
 from edvr_cli.commands.enhance import command
 from edvr_cli.enhance import (EnhanceError, EnhanceSettings, SlidingWindows, Source, enhance,
                               restore_stream)
+from edvr_cli.video import FolderFrameReader, Frame, FrameFormat, PlaneLayout, probe
+from edvr_cli.video import FrameReader as PlaneReader
+from edvr_cli.video.rgb_frames import RgbFrameReader as FrameReader
 from edvr_cli.inference import ModelRunner
 from edvr_cli.model_choice import LoadedModel
 from edvr_cli.output_files import OutputPathError
-from edvr_cli.video_io import FolderFrameReader, FrameReader, probe
 from edvr_cli.windows import PADDING_MODES, WINDOW_SIZES, max_reach, window_indices
 from models import EDVR, build_model, save_model
 from tests.clips import FFMPEG, make_clip
 
-LOSSLESS = ["--codec", "ffv1", "--pix-fmt", "bgr0"]
+LOSSLESS = ["--codec", "ffv1"]  # the source's own pixel format, losslessly
 
 
 def identity_edvr(num_frame: int = 5, scale: int = 1) -> EDVR:
@@ -74,9 +77,22 @@ def marked_clip(path: Path, num_frames: int, width: int = 64, height: int = 48) 
 
 
 def decode(path: Path) -> list[np.ndarray]:
-    reader = FolderFrameReader(path) if Path(path).is_dir() else FrameReader(path)
-    with reader:
+    """(h, w, 3) RGB frames of a video (8-bit) or a folder of PNGs (8 or 16 bits)."""
+    if Path(path).is_dir():
+        with FolderFrameReader(path) as reader:
+            return [np.stack((f.planes[2], f.planes[0], f.planes[1]), axis=2) for f in reader]
+    with FrameReader(path) as reader:
         return list(reader)
+
+
+def uint8_runner(runner: ModelRunner):
+    """restore_stream's runner over (h, w, 3) uint8 frames: ModelRunner on stacked windows."""
+    return lambda windows: runner(np.stack([np.stack(window) for window in windows]))
+
+
+def output_only(write):
+    """restore_stream's writer that keeps only the restored frame."""
+    return lambda centre, output: write(output)
 
 
 def run(*args: str):
@@ -149,11 +165,11 @@ def test_memory_is_bounded_by_window_plus_reach(window):
     buffer = CountingBuffer(window, "reflection_circle")
     runner = ModelRunner(identity_edvr(window), "cpu")
 
-    def write(frame):
+    def write(centre, frame):
         written.append(int(frame[0, 0, 0]))
         pulled_ahead.append(len(refs) - len(written))
 
-    count = restore_stream(reader(), runner, write, window, "reflection_circle", buffer=buffer)
+    count = restore_stream(reader(), uint8_runner(runner), write, window, "reflection_circle", buffer=buffer)
     assert count == num_frames and written == list(range(num_frames))
     assert max(buffer.sizes) <= bound and buffer.max_held == bound
     assert max(alive_counts) == bound  # the buffer and the frame just decoded: nothing else keeps frames
@@ -181,8 +197,8 @@ def test_each_output_frame_saw_its_padded_window(padding, batch):
     for window in (3, 9):
         for num_frames in (1, 5, 12):
             written = []
-            restore_stream(numbered_frames(num_frames), ModelRunner(WindowReporter(window), "cpu"),
-                           written.append, window, padding, batch_size=batch)
+            restore_stream(numbered_frames(num_frames), uint8_runner(ModelRunner(WindowReporter(window), "cpu")),
+                           output_only(written.append), window, padding, batch_size=batch)
             assert [list(frame[0, :window, 0]) for frame in written] == [
                 window_indices(idx, num_frames, window, padding) for idx in range(num_frames)]
 
@@ -201,7 +217,8 @@ def test_out_of_memory_retry_neither_skips_nor_repeats_frames():
     frames = [np.random.default_rng(idx).integers(0, 256, (48, 64, 3), dtype=np.uint8) for idx in range(7)]
     notes, written = [], []
     runner = ModelRunner(RefusesWholeFrames(identity_edvr(3)), "cpu", tile_overlap=8, notify=notes.append)
-    restore_stream(iter(frames), runner, written.append, 3, "reflection_circle", batch_size=2)
+    restore_stream(iter(frames), uint8_runner(runner), output_only(written.append), 3, "reflection_circle",
+                   batch_size=2)
     assert len(written) == 7
     assert all(np.array_equal(out, frame) for out, frame in zip(written, frames))
     assert len(notes) == 1 and runner.tile == 32
@@ -215,7 +232,7 @@ class FakeWriter:
         self.path, self.frames, self.notes = Path(path), [], ["a note from the writer"]
 
     def write(self, frame):
-        self.frames.append(frame.copy())
+        self.frames.append(frame)
 
     def __enter__(self):
         return self
@@ -225,19 +242,26 @@ class FakeWriter:
             self.path.write_bytes(b"encoded")
 
 
+def gray_format(width: int, height: int) -> FrameFormat:
+    return FrameFormat(PlaneLayout("gray", 8), width, height, full_range=True)
+
+
 def fake_source(frames, fps=Fraction(30000, 1001)):
-    def open_source(path, folder_fps):
-        return Source(iter(frames), frames[0].shape[1], frames[0].shape[0], fps, len(frames), None)
+    """A Source of 8-bit gray frames, each an (h, w) plane."""
+    def open_source(path, folder_fps, deinterlace):
+        fmt = gray_format(frames[0].shape[1], frames[0].shape[0])
+        return Source(iter(Frame((plane,), idx) for idx, plane in enumerate(frames)), fmt, fps, len(frames), None)
     return open_source
 
 
 def test_enhance_with_fake_reader_and_writer(tmp_path):
     (tmp_path / "in.mp4").write_bytes(b"not read: the fake reader stands in")
-    frames = [np.full((12, 20, 3), 10 * idx, np.uint8) for idx in range(6)]
+    frames = [np.full((12, 20), 10 * idx, np.uint8) for idx in range(6)]
     writers = []
 
-    def open_writer(path, width, height, source, encoder, folder):
-        assert not folder and (width, height) == (20, 12) and path.parent == tmp_path and path.name.startswith(".")
+    def open_writer(path, fmt, time_base, source, encoder, folder, deinterlaced):
+        assert not folder and (fmt.width, fmt.height) == (20, 12) and path.parent == tmp_path
+        assert path.name.startswith(".") and time_base == Fraction(1001, 30000)
         writers.append(FakeWriter(path))
         return writers[-1]
 
@@ -245,7 +269,8 @@ def test_enhance_with_fake_reader_and_writer(tmp_path):
     result = enhance(tmp_path / "in.mp4", tmp_path / "out.mp4", model, EnhanceSettings(device="cpu", batch=4),
                      open_source=fake_source(frames), open_writer=open_writer)
     assert (tmp_path / "out.mp4").read_bytes() == b"encoded"
-    assert [int(f[0, 0, 0]) for f in writers[0].frames] == [0, 10, 20, 30, 40, 50]
+    assert [int(f.planes[0][0, 0]) for f in writers[0].frames] == [0, 10, 20, 30, 40, 50]
+    assert [f.pts for f in writers[0].frames] == [0, 1, 2, 3, 4, 5]
     assert (result.frames, result.video_fps, result.window, result.notes) == (6, "30000/1001", 3,
                                                                                 ["a note from the writer"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
@@ -253,14 +278,14 @@ def test_enhance_with_fake_reader_and_writer(tmp_path):
 
 def test_interrupt_leaves_no_output(tmp_path):
     (tmp_path / "in.mp4").write_bytes(b"x")
-    frames = [np.zeros((8, 8, 3), np.uint8)] * 5
+    frames = [Frame((np.zeros((8, 8), np.uint8),))] * 5
 
     def interrupted():
         yield from frames[:3]
         raise KeyboardInterrupt
 
-    def open_source(path, folder_fps):
-        return Source(interrupted(), 8, 8, Fraction(25), 5, None)
+    def open_source(path, folder_fps, deinterlace):
+        return Source(interrupted(), gray_format(8, 8), Fraction(25), 5, None)
 
     def open_writer(path, *args, **kwargs):
         path.write_bytes(b"partial")  # as ffmpeg would have started the file
@@ -344,7 +369,9 @@ def test_x4_model_output_is_four_times_larger(files, tmp_path):
         x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
         expected = F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
         expected = (expected.clamp(0, 1) * 255).round().byte()[0].permute(1, 2, 0).numpy()
-        assert np.abs(out.astype(int) - expected).max() <= 1
+        # written as the source's 8-bit limited-range YUV 4:4:4: quantising there moves RGB by <= 2
+        difference = np.abs(out.astype(int) - expected)
+        assert difference.max() <= 2 and difference.mean() < 0.5
 
 
 def test_tiled_command_equals_untiled(files, tmp_path):
@@ -355,20 +382,30 @@ def test_tiled_command_equals_untiled(files, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(decode(tmp_path / "tiled.mkv"), decode(clip)))
 
 
-def test_variable_frame_rate_keeps_every_frame_at_the_average_rate(files, tmp_path):
+def packet_times(path: Path) -> list[Fraction]:
+    """Presentation times of a file's video packets, in seconds, sorted."""
+    text = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f",
+                           "framecrc", "-"], check=True, capture_output=True).stdout.decode()
+    num, den = text.split("#tb 0: ")[1].split()[0].split("/")
+    pts = [int(line.split(",")[2]) for line in text.splitlines() if line and not line.startswith("#")]
+    return sorted(p * Fraction(int(num), int(den)) for p in pts)
+
+
+def test_variable_frame_rate_keeps_every_frame_at_its_own_time(files, tmp_path):
     clip = tmp_path / "vfr.mkv"
-    # frames 0-4 at 1/25 s, frames 5-9 at 2/25 s: average 10 frames / 0.56 s = 125/7 fps
+    # frames 0-4 at 1/25 s, frames 5-9 at 2/25 s
     subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25",
                     "-frames:v", "10", "-vf", "setpts='(N+if(gte(N,5),N-5,0))/25/TB'",
                     "-fps_mode", "passthrough", "-c:v", "ffv1", str(clip)], check=True, capture_output=True)
     assert probe(clip).is_vfr
-    output = tmp_path / "out.mkv"
-    result = run(clip, "-o", output, "--model", files["id5"], "--quiet", *LOSSLESS)
-    assert result.exit_code == 0, result.output
-    assert "variable frame rate; written at a constant 125/7 fps" in result.output
-    info = probe(output)
-    assert (info.num_frames, info.fps, info.is_vfr) == (10, Fraction(125, 7), False)
-    assert all(np.array_equal(a, b) for a, b in zip(decode(output), decode(clip)))
+    for suffix in (".mkv", ".mp4"):
+        output = tmp_path / f"out{suffix}"
+        result = run(clip, "-o", output, "--model", files["id5"], "--json", *LOSSLESS)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["variable_frame_rate"] is True
+        assert packet_times(output) == packet_times(clip) == [
+            Fraction(n + max(n - 5, 0), 25) for n in range(10)]
+        assert all(np.array_equal(a, b) for a, b in zip(decode(output), decode(clip)))
 
 
 def test_one_frame_video(files, tmp_path):
@@ -399,9 +436,14 @@ def test_folders_of_frames_in_and_out(files, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(decode(frames_dir), decode(files["clip"])))
 
     video = tmp_path / "from_frames.mkv"
+    # RGB frames become 4:2:0 video by default; --pix-fmt bgr0 keeps them RGB, losslessly
     result = run(frames_dir, "-o", video, "--model", files["id5"], "--fps", "24000/1001", "--quiet", *LOSSLESS)
     assert result.exit_code == 0, result.output
-    assert probe(video).fps == Fraction(24000, 1001)
+    assert (probe(video).fps, probe(video).pix_fmt) == (Fraction(24000, 1001), "yuv420p")
+    result = run(frames_dir, "-o", video, "--model", files["id5"], "--fps", "24000/1001", "--quiet",
+                 "--overwrite", "--pix-fmt", "bgr0", *LOSSLESS)
+    assert result.exit_code == 0, result.output
+    assert probe(video).pix_fmt == "bgr0"
     assert all(np.array_equal(a, b) for a, b in zip(decode(video), decode(frames_dir)))
 
     # --overwrite replaces a frame folder as a whole (no stale frames), never a folder of other files
@@ -435,7 +477,8 @@ def test_summary_line_and_help(files, tmp_path):
     assert result.stdout.startswith("11 frames in ") and "fps" in result.stdout
     help_text = run("--help").output
     assert "Examples:" in help_text and "[default: reflection_circle]" in help_text
-    assert "variable-frame-rate" in help_text.lower().replace("\n", " ")
+    flat = " ".join(help_text.split())
+    assert "variable frame rate" in flat and "bit for bit" in flat and "libx265 at --crf 12" in flat
 
 
 def test_preset_with_weights(tmp_path):
@@ -526,7 +569,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing(files, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return windows[:, windows.shape[1] // 2]
 
-    monkeypatch.setattr(ModelRunner, "__call__", interrupt_on_third_call)
+    monkeypatch.setattr(ModelRunner, "restore", interrupt_on_third_call)
     result = run(files["clip"], "-o", tmp_path / "out.mp4", "--model", files["id5"], "--quiet")
     assert result.exit_code == 130 and result.output == "Error: interrupted: " \
         f"{tmp_path / 'out.mp4'} was not written\n"
@@ -539,7 +582,7 @@ def test_library_errors_are_typed(files, tmp_path):
 
 
 def test_bad_input_is_reported_before_the_model_is_loaded(tmp_path):
-    from edvr_cli.video_io import VideoError
+    from edvr_cli.video import VideoError
 
     text = tmp_path / "notes.txt"
     text.write_text("not a video")
@@ -549,21 +592,30 @@ def test_bad_input_is_reported_before_the_model_is_loaded(tmp_path):
     assert loads == []
 
 
+def native_planes(path: Path) -> list[tuple[np.ndarray, ...]]:
+    with PlaneReader(path) as reader:
+        return [frame.planes for frame in reader]
+
+
 def test_strength_scales_the_correction(files, tmp_path):
-    """A network whose correction is +0.4 everywhere (zero conv_last weights, bias 0.4): --strength
-    0.5 adds exactly 51 grey levels (0.2 x 255), clipped at white; 0 returns the input."""
+    """A network whose correction is +0.4 in R, G and B (zero conv_last weights, bias 0.4) on a
+    limited-range 8-bit YUV 4:4:4 clip: --strength 0.5 adds exactly 0.2 x 219 = 43.8 -> 44 luma
+    codes (clipped at 255) and leaves chroma alone; 0 returns the input's planes."""
     model = identity_edvr(5)
     nn.init.constant_(model.conv_last.bias, 0.4)
     save_model(model, tmp_path / "plus.pth")
-    source = np.stack(decode(files["clip"])).astype(int)
+    source = native_planes(files["clip"])
     result = run(files["clip"], "-o", tmp_path / "half.mkv", "--model", tmp_path / "plus.pth", "--strength", "0.5",
                  "--json", "--device", "cpu", *LOSSLESS)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["strength"] == 0.5
-    assert np.array_equal(np.stack(decode(tmp_path / "half.mkv")), np.minimum(source + 51, 255))
+    for (y, u, v), (y_out, u_out, v_out) in zip(source, native_planes(tmp_path / "half.mkv")):
+        assert np.array_equal(y_out, np.minimum(y.astype(int) + 44, 255))
+        assert np.array_equal(u_out, u) and np.array_equal(v_out, v)
     assert run(files["clip"], "-o", tmp_path / "none.mkv", "--model", tmp_path / "plus.pth", "--strength", "0",
                "--quiet", *LOSSLESS).exit_code == 0
-    assert np.array_equal(np.stack(decode(tmp_path / "none.mkv")), source)
+    assert all(np.array_equal(a, b) for planes, out in zip(source, native_planes(tmp_path / "none.mkv"))
+               for a, b in zip(planes, out))
     result = run(files["clip"], "-o", tmp_path / "more.mkv", "--model", tmp_path / "plus.pth", "--strength", "1.5")
     assert result.exit_code == 2 and "1.5 is not in the range 0<=x<=1" in result.output
     assert not (tmp_path / "more.mkv").exists()

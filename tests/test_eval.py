@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import imageio.v3 as iio
-import imageio_ffmpeg
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -16,6 +15,7 @@ from skimage.metrics import structural_similarity
 
 from edvr_cli.cli import main
 from edvr_cli.evaluation import evaluate
+from edvr_cli.video.rgb_frames import RgbFrameReader
 from edvr_cli.frame_sources import ClipPair, FrameSourceError, frame_pairs, open_source
 from edvr_cli.image_io import write_png
 from edvr_cli.metrics import frame_metrics
@@ -211,11 +211,10 @@ def test_parallel_workers_give_identical_results(reds_layout):
 # ---------------------------------------------------------------- videos
 
 def decode_rgb(path):
-    """Frames decoded independently of edvr (imageio-ffmpeg's own reader), (h, w, 3) uint8."""
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    width, height = meta["size"]
-    return [np.frombuffer(buffer, np.uint8).reshape(height, width, 3).copy() for buffer in reader]
+    """Frames as `edvr enhance` reads them (native planes, our RGB conversion), (h, w, 3) uint8.
+    (tests/test_colour.py checks that conversion against ffmpeg's own.)"""
+    with RgbFrameReader(path) as reader:
+        return list(reader)
 
 
 def test_video_files_pair_by_frame_order_with_exact_values(tmp_path):

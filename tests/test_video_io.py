@@ -10,11 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import torch
+
 from edvr_cli.image_io import write_png
-from edvr_cli.video_io import (FolderFrameReader, FrameReader, FrameWriter, PngFolderWriter,
-                               StreamInfo, VideoError, choose_pix_fmt, count_frames, probe,
-                               temporary_output_path)
-from edvr_cli.video_probe import summarize_stderr
+from edvr_cli.output_files import temporary_output_path
+from edvr_cli.video import (EncoderSettings, FolderFrameReader, Frame, FrameConverter, FrameFormat, FrameWriter,
+                            PlaneLayout, PngFolderWriter, StreamInfo, VideoError, choose_pix_fmt, count_frames,
+                            native_layout, probe, summarize_stderr, untagged_matrix)
+from edvr_cli.video.rgb_frames import RgbFrameReader as FrameReader
 from tests.clips import FFMPEG, make_clip
 
 SRT_TEXT = "1\n00:00:00,000 --> 00:00:00,400\nHello\n\n2\n00:00:00,500 --> 00:00:00,900\nWorld\n"
@@ -44,6 +47,43 @@ def stream_seconds(path: Path, stream_index: int) -> float:
     start = min(pts for _, pts, _ in packets)
     end = max(pts + duration for _, pts, duration in packets)
     return float((end - start) * Fraction(int(num), int(den)))
+
+
+def rgb_format(width: int, height: int, layout: PlaneLayout | None = None) -> FrameFormat:
+    """yuv420p (yuv444p at odd sizes) in the matrix players assume, or `layout`."""
+    if layout is None:
+        layout = PlaneLayout("yuv", 8, 2, 2) if width % 2 == 0 and height % 2 == 0 else PlaneLayout("yuv", 8)
+    return FrameFormat(layout, width, height, untagged_matrix(width, height), layout.family != "yuv")
+
+
+def rgb_writer(path: Path, width: int, height: int, fps=Fraction(25), layout: PlaneLayout | None = None,
+               source=None, **encoder) -> "RgbWriter":
+    return RgbWriter(path, rgb_format(width, height, layout), fps, source, encoder)
+
+
+class RgbWriter:
+    """A FrameWriter fed (h, w, 3) uint8 RGB frames, converted by our colour maths, pts = index."""
+
+    def __init__(self, path, fmt, fps, source, encoder):
+        info = probe(source) if isinstance(source, (str, Path)) else source
+        encoder.setdefault("codec", "libx264")
+        self.converter = FrameConverter(fmt)
+        self.writer = FrameWriter(path, fmt, 1 / Fraction(fps), EncoderSettings(**encoder), source=info)
+        self.index = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        rgb = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float() / 255
+        self.writer.write(Frame(self.converter.from_rgb(rgb), self.index))
+        self.index += 1
+
+    def __getattr__(self, name):
+        return getattr(self.writer, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.writer.__exit__(*exc_info)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +133,7 @@ def test_probe_reads_exact_frame_rate_and_count(tmp_path, fps, suffix, codec):
     assert info.duration == pytest.approx(12 / float(Fraction(fps)), abs=0.011)
 
 
-def test_probe_ten_bit_clip_and_reader_gives_eight_bits(tmp_path):
+def test_probe_ten_bit_clip_and_rgb_reader_gives_eight_bits(tmp_path):
     ten_bit = make_clip(tmp_path / "ten.mkv", num_frames=3, pix_fmt="yuv444p10le")
     info = probe(ten_bit)
     assert (info.pix_fmt, info.bit_depth) == ("yuv444p10le", 10)
@@ -204,8 +244,7 @@ def test_names_that_look_like_options_or_protocols(tmp_path, clips):
     info = probe(odd_name)
     assert info.num_frames == 25
     with FrameReader(odd_name, info) as reader, \
-            FrameWriter(tmp_path / "-out:1.mkv", 64, 48, info.fps, preset="ultrafast",
-                        source=odd_name, source_info=info) as writer:
+            rgb_writer(tmp_path / "-out:1.mkv", 64, 48, info.fps, preset="ultrafast", source=info) as writer:
         for frame in reader:
             writer.write(frame)
     assert reader.num_frames_read == 25
@@ -232,8 +271,8 @@ def test_reader_decodes_lossless_clip_exactly_and_writer_round_trips_it(tmp_path
     assert all(np.array_equal(a, b) for a, b in zip(frames, reference)) and len(frames) == 10
 
     output = tmp_path / "copy.mkv"
-    with FrameWriter(output, 64, 48, Fraction(24000, 1001), codec="libx264rgb", crf=0,
-                     pix_fmt="rgb24") as writer:
+    with rgb_writer(output, 64, 48, Fraction(24000, 1001), PlaneLayout("rgb", 8), codec="libx264rgb", crf=0,
+                    pix_fmt="rgb24") as writer:
         for frame in frames:
             writer.write(frame)
     info = probe(output)
@@ -251,7 +290,7 @@ def test_odd_size_survives_the_default_writer(tmp_path):
         frames = list(reader)
     assert frames[0].shape == (143, 175, 3)
     output = tmp_path / "odd.mp4"
-    with FrameWriter(output, 175, 143, Fraction(25), preset="ultrafast") as writer:
+    with rgb_writer(output, 175, 143, Fraction(25), preset="ultrafast", crf=17) as writer:
         for frame in frames:
             writer.write(frame)
     assert writer.pix_fmt == "yuv444p"
@@ -290,8 +329,8 @@ def test_closing_a_reader_early_ends_ffmpeg(clips):
     first = next(iter(reader))
     assert first.shape == (48, 64, 3) and first.flags.writeable
     reader.close()
-    assert reader.process.poll() is not None
-    assert not reader._thread.is_alive()
+    assert reader._reader.process.poll() is not None
+    assert not reader._reader._thread.is_alive()
 
 
 # ------------------------------------------------------------------------------------ writer
@@ -299,8 +338,8 @@ def test_closing_a_reader_early_ends_ffmpeg(clips):
 def test_writer_keeps_aac_audio_of_an_mp4_source(tmp_path, clips):
     source = clips["aac_mp4"]
     with FrameReader(source) as reader, \
-            FrameWriter(tmp_path / "out.mp4", 64, 48, reader.info.fps, preset="ultrafast",
-                        source=source, source_info=reader.info) as writer:
+            rgb_writer(tmp_path / "out.mp4", 64, 48, reader.info.fps, preset="ultrafast",
+                       source=reader.info) as writer:
         for frame in reader:
             writer.write(frame)
     assert writer.notes == []
@@ -314,8 +353,9 @@ def test_writer_keeps_aac_audio_of_an_mp4_source(tmp_path, clips):
         stream_seconds(source, 1), abs=1 / 25)
 
 
-def _write_black(path: Path, num_frames: int = 25, **kwargs) -> FrameWriter:
-    with FrameWriter(path, 64, 48, Fraction(25), preset="ultrafast", **kwargs) as writer:
+def _write_black(path: Path, num_frames: int = 25, **kwargs) -> RgbWriter:
+    layout = PlaneLayout("rgb", 8) if kwargs.get("codec") == "libx264rgb" else None
+    with rgb_writer(path, 64, 48, Fraction(25), layout, preset="ultrafast", **kwargs) as writer:
         for _ in range(num_frames):
             writer.write(np.zeros((48, 64, 3), np.uint8))
     return writer
@@ -367,27 +407,27 @@ def test_writer_errors_carry_ffmpeg_stderr(tmp_path):
         _write_black(tmp_path / "missing" / "out.mp4")
     assert "\n" not in str(caught.value) and caught.value.stderr
     with pytest.raises(VideoError, match="bogus"):
-        _write_black(tmp_path / "out.mp4", num_frames=200, extra_args=["-bogus", "1"])
+        _write_black(tmp_path / "out.mp4", num_frames=200, extra_args=("-bogus", "1"))
 
 
 def test_writer_checks_the_output_holds_every_frame(tmp_path):
     with pytest.raises(VideoError, match="10 frames were written but the file holds 3"):
         _write_black(tmp_path / "out.mkv", num_frames=10, codec="libx264rgb", pix_fmt="rgb24",
-                     extra_args=["-vf", "select='lt(n,3)'"])
+                     extra_args=("-frames:v", "3"))
 
 
 def test_writer_exception_in_block_stops_ffmpeg(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        with FrameWriter(tmp_path / "out.mp4", 64, 48, Fraction(25)) as writer:
+        with rgb_writer(tmp_path / "out.mp4", 64, 48) as writer:
             writer.write(np.zeros((48, 64, 3), np.uint8))
             raise KeyboardInterrupt
     assert writer.process.poll() is not None and not writer._thread.is_alive()
 
 
 def test_writer_rejects_frames_of_another_shape(tmp_path):
-    with FrameWriter(tmp_path / "out.mp4", 64, 48, Fraction(25)) as writer:
-        with pytest.raises(ValueError, match=r"\(48, 64, 3\) uint8"):
-            writer.write(np.zeros((48, 65, 3), np.uint8))
+    with rgb_writer(tmp_path / "out.mp4", 64, 48) as writer:
+        with pytest.raises(ValueError, match=r"do not match the writer's yuv420p 64x48"):
+            writer.writer.write(Frame((np.zeros((48, 65), np.uint8),) * 3, 0))
         writer.write(np.zeros((48, 64, 3), np.uint8))
     assert probe(tmp_path / "out.mp4").num_frames == 1
 
@@ -399,7 +439,7 @@ def test_writer_and_reader_agree_on_colour(tmp_path, width, height, expected_tag
     row = np.repeat(colours, width // 4, axis=0)  # (w, 3): four vertical bars
     frame = np.ascontiguousarray(np.broadcast_to(row, (height, width, 3)))
     output = tmp_path / "colour.mp4"
-    with FrameWriter(output, width, height, Fraction(25), preset="ultrafast") as writer:
+    with rgb_writer(output, width, height, preset="ultrafast") as writer:
         writer.write(frame)
     info = probe(output)
     assert info.color_space == expected_tag
@@ -432,8 +472,8 @@ def test_writer_does_not_rotate_again_and_notes_left_out_streams(tmp_path, clips
     info = probe(source)
     assert info.rotation == 90 and info.streams[1] == StreamInfo(1, "data", "tmcd", "eng")
     with FrameReader(source, info) as reader, \
-            FrameWriter(tmp_path / "out.mp4", reader.width, reader.height, info.fps,
-                        preset="ultrafast", source=source, source_info=info) as writer:
+            rgb_writer(tmp_path / "out.mp4", reader.width, reader.height, info.fps,
+                       preset="ultrafast", source=info) as writer:
         for frame in reader:
             writer.write(frame)
     assert writer.notes == ["data stream 1 (tmcd) left out: only the enhanced video, audio, "
@@ -455,12 +495,13 @@ def test_writer_does_not_rotate_again_and_notes_left_out_streams(tmp_path, clips
     ("libx264rgb", 175, 143, "yuv420p", "bgr0"),
 ])
 def test_choose_pix_fmt(codec, width, height, source_pix_fmt, expected):
-    assert choose_pix_fmt(codec, width, height, source_pix_fmt) == expected
+    layout = native_layout(source_pix_fmt or "yuv420p")[0]
+    assert choose_pix_fmt(codec, layout, width, height) == expected
 
 
 def test_unknown_encoder_is_a_video_error(tmp_path):
     with pytest.raises(VideoError, match="no encoder named 'nonesuch'"):
-        FrameWriter(tmp_path / "out.mp4", 64, 48, Fraction(25), codec="nonesuch")
+        FrameWriter(tmp_path / "out.mp4", rgb_format(64, 48), Fraction(1, 25), EncoderSettings("nonesuch"))
 
 
 def test_temporary_output_path_is_hidden_beside_the_target():
@@ -471,14 +512,15 @@ def test_temporary_output_path_is_hidden_beside_the_target():
 
 def test_png_folder_writer_and_reader_round_trip(tmp_path):
     frames = reference_frames(64, 48, 3)
-    with PngFolderWriter(tmp_path / "frames") as writer:
+    layout = PlaneLayout("rgb", 8)
+    with PngFolderWriter(tmp_path / "frames", FrameFormat(layout, 64, 48, full_range=True)) as writer:
         for frame in frames:
-            writer.write(frame)
+            writer.write(Frame((frame[:, :, 1], frame[:, :, 2], frame[:, :, 0])))
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [
         "000001.png", "000002.png", "000003.png"]
     with FolderFrameReader(tmp_path / "frames") as reader:
         assert (reader.width, reader.height, reader.num_frames) == (64, 48, 3)
-        decoded = list(reader)
+        decoded = [np.stack((f.planes[2], f.planes[0], f.planes[1]), axis=2) for f in reader]
     assert len(decoded) == 3 and all(np.array_equal(a, b) for a, b in zip(decoded, frames))
 
 

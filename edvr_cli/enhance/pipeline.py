@@ -165,7 +165,7 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
         device = choose_device(settings.device)
         runner = ModelRunner(network, device, settings.precision, settings.tile, settings.tile_overlap,
                              settings.ensemble, notify=note)
-        out_format = output_format(source.format, scale, folder_output)
+        out_format = output_format(source.format, scale, folder_output, encoder.pix_fmt)
         planes = FramePlanes(runner, source.format, out_format, settings.strength)
         if not planes.residual and scale == 1 and settings.strength != 1:
             raise EnhanceError("--strength needs the output in the input's own format")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from edvr_cli.video import (EncoderSettings, FolderFrameReader, Frame, FrameFormat, FrameReader, FrameWriter,
-                            PlaneLayout, PngFolderWriter, VideoInfo, probe, untagged_matrix)
+                            PlaneLayout, PngFolderWriter, VideoInfo, native_layout, probe, untagged_matrix)
 
 DEFAULT_FOLDER_FPS = Fraction(25)
 
@@ -58,14 +58,22 @@ def open_source(path: str | os.PathLike, folder_fps: Fraction = DEFAULT_FOLDER_F
     return Source(reader, reader.format, info.fps, info.num_frames, info, list(reader.notes))
 
 
-def output_format(source_format: FrameFormat, scale: int, folder: bool) -> FrameFormat:
+def output_format(source_format: FrameFormat, scale: int, folder: bool, pix_fmt: str | None = None) -> FrameFormat:
     """The planes written: the source's own layout, depth and colour (x `scale`); 8/16-bit RGB
-    (or gray) for a PNG folder; YUV 4:2:0 (4:4:4 for odd sizes) for RGB frames written as video."""
+    (or gray) for a PNG folder; YUV 4:2:0 (4:4:4 for odd sizes) for RGB frames written as video;
+    the layout of `pix_fmt` when the user asks for one (converted by our colour maths)."""
     fmt = source_format.scaled(scale)
     layout = fmt.layout
     if folder:
         png = PlaneLayout("gray" if layout.family == "gray" else "rgb", 8 if layout.depth == 8 else 16)
         return fmt.with_layout(png)
+    if pix_fmt is not None:
+        asked = native_layout(pix_fmt)[0]
+        if asked == layout:
+            return fmt
+        if asked.family == "yuv" and layout.family != "yuv":
+            return replace(fmt.with_layout(asked), full_range=False, matrix=untagged_matrix(fmt.width, fmt.height))
+        return fmt.with_layout(asked)
     if layout.family == "rgb":
         depth = 8 if layout.depth == 8 else 10
         yuv = PlaneLayout("yuv", depth, 2, 2)

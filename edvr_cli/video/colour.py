@@ -9,8 +9,10 @@ agree to float precision.
 - `ycbcr_to_rgb` / `rgb_to_ycbcr`: the matrix of BT.601, BT.709, BT.2020 (non-constant
   luminance), SMPTE 240M or FCC, by its luma weights.
 - `upsample_chroma` / `chroma_adjoint` / `downsample_chroma`: chroma planes to the luma grid by
-  linear interpolation with MPEG-2 siting (horizontally co-sited with even luma columns,
-  vertically centred between rows); its exact adjoint; and the adjoint normalised so that a
+  linear interpolation with each chroma sample centred on the luma samples it covers (the
+  siting ffmpeg's scaler assumes, so frames look as they did through ffmpeg's own RGB
+  conversion, on which the bundled models were trained); its exact adjoint; and the adjoint
+  normalised so that a
   constant plane stays that constant — used to bring a full-resolution chroma *change* (or, at
   x4, a full-resolution chroma plane) back to the chroma grid.
 """
@@ -137,20 +139,20 @@ def _axis_adjoint(y: torch.Tensor, dim: int, sub: int, cosited: bool) -> torch.T
 
 
 def upsample_chroma(plane: torch.Tensor, height: int, width: int, sub_y: int, sub_x: int) -> torch.Tensor:
-    """Chroma plane (..., ceil(h/sub_y), ceil(w/sub_x)) -> (..., height, width), MPEG-2 siting."""
-    return _axis_up(_axis_up(plane, -1, width, sub_x, True), -2, height, sub_y, False)
+    """Chroma plane (..., ceil(h/sub_y), ceil(w/sub_x)) -> (..., height, width), centred siting."""
+    return _axis_up(_axis_up(plane, -1, width, sub_x, False), -2, height, sub_y, False)
 
 
 def chroma_adjoint(full: torch.Tensor, sub_y: int, sub_x: int) -> torch.Tensor:
     """The exact adjoint (transpose) of `upsample_chroma`: <up(c), f> == <c, adjoint(f)>."""
-    return _axis_adjoint(_axis_adjoint(full, -2, sub_y, False), -1, sub_x, True)
+    return _axis_adjoint(_axis_adjoint(full, -2, sub_y, False), -1, sub_x, False)
 
 
 def downsample_chroma(full: torch.Tensor, sub_y: int, sub_x: int) -> torch.Tensor:
     """A full-resolution chroma plane (or change) on the chroma grid: the adjoint of
     `upsample_chroma` divided by its column sums, so a constant stays the same constant and a
-    zero change stays exactly zero. It is also a proper low-pass filter (taps 1/4, 1/2, 1/4
-    horizontally, 1/8, 3/8, 3/8, 1/8 vertically, for 4:2:0)."""
+    zero change stays exactly zero. It is also a proper low-pass filter (taps 1/8, 3/8, 3/8, 1/8
+    on each subsampled axis, for 4:2:0 and 4:2:2)."""
     if sub_x == 1 and sub_y == 1:
         return full
     ones = torch.ones(full.shape[-2:], dtype=full.dtype, device=full.device)
