@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-import imageio.v3 as iio
 import numpy as np
 
-from edvr_cli.image_io import ImageFolderError, list_image_files
+from edvr_cli.image_io import ImageFolderError, list_image_files, read_image_native, write_png
 from edvr_cli.video.ffmpeg import VideoError
 from edvr_cli.video.frame import Frame, FrameFormat
 from edvr_cli.video.pixel_format import PlaneLayout
@@ -44,9 +43,9 @@ def planes_to_image(frame: Frame, layout: PlaneLayout) -> np.ndarray:
 
 def _read(file: Path) -> np.ndarray:
     try:
-        return iio.imread(file)
-    except Exception as error:  # imageio raises many types; the user needs the path
-        raise VideoError(f"{file}: cannot read image ({error})") from error
+        return read_image_native(file)
+    except ImageFolderError as error:
+        raise VideoError(str(error)) from error
 
 
 class FolderFrameReader:
@@ -126,7 +125,7 @@ class PngFolderWriter:
         if image.shape[:2] != (self.format.height, self.format.width):
             raise ValueError(f"frame of {image.shape[1]}x{image.shape[0]} does not match the writer's "
                              f"{self.format.width}x{self.format.height}")
-        iio.imwrite(self.path / f"{self.next_number:06d}.png", image, extension=".png")
+        write_png(self.path / f"{self.next_number:06d}.png", image)
         self.next_number += 1
         self.num_frames_written += 1
 

@@ -15,6 +15,7 @@ streams are copied along (see `streams.plan_source_streams`); `writer.notes` say
 from __future__ import annotations
 
 import functools
+import math
 import os
 import queue
 import re
@@ -213,6 +214,10 @@ class FrameWriter:
         self.time_base = Fraction(time_base)
         if self.time_base <= 0:
             raise ValueError(f"time base must be positive, got {time_base}")
+        # ffmpeg applies -itsoffset in the pipe's time base: make that fine enough to hold the
+        # offset exactly (0.5 s at 25 fps would otherwise snap to 13 frames = 0.52 s)
+        self._pipe_base = _common_unit(self.time_base, Fraction(start_offset)) if start_offset else self.time_base
+        self._pts_factor = int(self.time_base / self._pipe_base)
         self.encoder = resolve_encoder(encoder, self.path)
         self.check_frame_count = check_frame_count
         self.notes: list[str] = []
@@ -248,7 +253,7 @@ class FrameWriter:
         if field_order is not None:
             args += ["-field_order", field_order]
             if codec in ("libx264", "libx265", "mpeg2video"):
-                args += ["-flags", "+ildct+ilme", "-top", "1" if field_order in ("tt", "tb") else "0"]
+                args += ["-flags", "+ildct+ilme"]  # interlaced coding; the frames' field_mode says which first
         hdr = _x265_hdr_params(source.mastering_display, source.content_light) if source else None
         if hdr and codec == "libx265":
             args += ["-x265-params", hdr]
@@ -269,7 +274,7 @@ class FrameWriter:
         self._stderr = StderrCollector(self.process.stderr)
         self._stderr.start()
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
-        self._queue.put(ivf_header(fmt.layout, fmt.width, fmt.height, self.time_base))
+        self._queue.put(ivf_header(fmt.layout, fmt.width, fmt.height, self._pipe_base))
         self._feed_error: BaseException | None = None
         self._thread = threading.Thread(target=self._feed, daemon=True)
         self._thread.start()
@@ -313,7 +318,7 @@ class FrameWriter:
             pts = self._last_pts + 1  # presentation times must increase; never drop the frame
         self._last_pts = pts
         data = b"".join(plane.tobytes() for plane in frame.planes)
-        self._put(struct.pack("<IQ", len(data), pts) + data)
+        self._put(struct.pack("<IQ", len(data), pts * self._pts_factor) + data)
         self.num_frames_written += 1
 
     def close(self) -> None:
@@ -368,6 +373,12 @@ class FrameWriter:
             self.close()
         else:
             self.abort()
+
+
+def _common_unit(a: Fraction, b: Fraction) -> Fraction:
+    """The largest time unit that divides both `a` and `b` (their gcd as fractions)."""
+    a, b = abs(a), abs(b)
+    return Fraction(math.gcd(a.numerator * b.denominator, b.numerator * a.denominator), a.denominator * b.denominator)
 
 
 _SWSCALE_MATRIX = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "bt601": "bt601",
