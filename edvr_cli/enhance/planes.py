@@ -16,8 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from edvr_cli.enhance.stream import EnhanceError
 from edvr_cli.inference import ModelRunner
 from edvr_cli.video import Frame, FrameConverter, FrameFormat
+
+
+class NonFiniteOutputError(EnhanceError):
+    """The network returned NaN or infinite values (broken weights, or fp16 overflow)."""
 
 
 @dataclass
@@ -25,6 +30,7 @@ class DecodedFrame:
     """A decoded frame and the network's view of it."""
 
     frame: Frame
+    codes: list[torch.Tensor]  # its planes' codes, float32 on the model's device
     rgb: torch.Tensor  # (3, h, w) float in [0, 1] on the model's device: what the network sees
 
 
@@ -49,19 +55,23 @@ class FramePlanes:
         self._output_is_source = same_layout and output_format == source_format
 
     def prepare(self, frame: Frame) -> DecodedFrame:
-        rgb = self._in.to_rgb(frame.planes).clamp_(0, 1)
-        return DecodedFrame(frame, rgb.to(self.runner.dtype))
+        codes = self._in.upload(frame.planes)
+        rgb = self._in.codes_to_rgb(codes).clamp_(0, 1)
+        return DecodedFrame(frame, codes, rgb.to(self.runner.dtype))
 
     def restore(self, windows: list[list[DecodedFrame]]) -> torch.Tensor:
         """A batch of windows -> (n, 3, h*s, w*s) float restored centre frames, unclamped."""
         frames = torch.stack([torch.stack([item.rgb for item in window]) for window in windows])
-        return self.runner.restore(frames)
+        output = self.runner.restore(frames)
+        if not bool(torch.isfinite(output).all()):  # one reduction per batch; what is written must be numbers
+            raise NonFiniteOutputError("the network's output holds NaN or infinite values")
+        return output
 
     def finish(self, centre: DecodedFrame, output: torch.Tensor) -> tuple[np.ndarray, ...]:
         """The output planes for one restored frame."""
         if not self.residual:
             return self._out.from_rgb(output)
-        planes = self._in.apply_change(centre.frame.planes, output.float() - centre.rgb.float(), self.strength)
+        planes = self._in.apply_change(centre.codes, output.float() - centre.rgb.float(), self.strength)
         if self._output_is_source:
             return planes
         return self._out.from_rgb(self._in.to_rgb(planes))  # e.g. PNG frames of a YUV source

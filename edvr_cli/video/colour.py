@@ -19,6 +19,8 @@ agree to float precision.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 # Luma weights (Kr, Kb) of each matrix, by ffmpeg's colorspace names.
@@ -78,74 +80,69 @@ def _weights(matrix: str) -> tuple[float, float, float]:
 def ycbcr_to_rgb(y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor, matrix: str) -> torch.Tensor:
     """Normalised Y, Cb, Cr planes of one size (..., h, w) -> RGB (..., 3, h, w), not clamped."""
     kr, kg, kb = _weights(matrix)
-    r = y + 2 * (1 - kr) * cr
-    b = y + 2 * (1 - kb) * cb
-    g = (y - kr * r - kb * b) / kg
-    return torch.stack((r, g, b), dim=-3)
+    to_rgb = torch.tensor([[1, 0, 2 * (1 - kr)],
+                           [1, -2 * (1 - kb) * kb / kg, -2 * (1 - kr) * kr / kg],
+                           [1, 2 * (1 - kb), 0]], dtype=y.dtype, device=y.device)
+    return torch.einsum("ij,...jhw->...ihw", to_rgb, torch.stack((y, cb, cr), dim=-3))
 
 
 def rgb_to_ycbcr(rgb: torch.Tensor, matrix: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """RGB (..., 3, h, w) -> normalised (Y, Cb, Cr), each (..., h, w); linear, so it also maps
     an RGB *change* to the YCbCr change."""
     kr, kg, kb = _weights(matrix)
-    r, g, b = rgb.unbind(dim=-3)
-    y = kr * r + kg * g + kb * b
-    return y, (b - y) / (2 * (1 - kb)), (r - y) / (2 * (1 - kr))
+    to_ycbcr = torch.tensor([[kr, kg, kb],
+                             [-kr / (2 * (1 - kb)), -kg / (2 * (1 - kb)), 0.5],
+                             [0.5, -kg / (2 * (1 - kr)), -kb / (2 * (1 - kr))]], dtype=rgb.dtype, device=rgb.device)
+    return torch.einsum("ij,...jhw->...ihw", to_ycbcr, rgb).unbind(dim=-3)
 
 
 # ------------------------------------------------------------------- chroma resampling
+# Linear interpolation with centred siting is exactly PyTorch's bilinear resize with
+# align_corners=False (source position (i + 0.5) / sub - 0.5, clamped at the borders), and its
+# exact adjoint is that resize's backward pass: both are single native kernels, also on a GPU.
 
 
-def _taps(full: int, sub: int, cosited: bool, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Linear interpolation from ceil(full / sub) chroma samples to `full` luma positions.
-
-    Returns (left index, right index, right weight) per luma position; left weight = 1 - right.
-    Co-sited: chroma sample k sits on luma k*sub. Centred: in the middle of its `sub` luma samples.
-    """
-    num_chroma = -(-full // sub)
-    positions = torch.arange(full, dtype=torch.float64, device=device) / sub
-    if not cosited:
-        positions = positions - (sub - 1) / (2 * sub)
-    left = torch.floor(positions)
-    weight = (positions - left).to(torch.float32)
-    left = left.long()
-    return left.clamp(0, num_chroma - 1), (left + 1).clamp(0, num_chroma - 1), weight
-
-
-def _axis_up(x: torch.Tensor, dim: int, full: int, sub: int, cosited: bool) -> torch.Tensor:
-    if sub == 1:
-        return x
-    left, right, weight = _taps(full, sub, cosited, x.device)
-    shape = [1] * x.dim()
-    shape[dim] = full
-    weight = weight.view(shape).to(x.dtype)
-    return x.index_select(dim, left) * (1 - weight) + x.index_select(dim, right) * weight
-
-
-def _axis_adjoint(y: torch.Tensor, dim: int, sub: int, cosited: bool) -> torch.Tensor:
-    if sub == 1:
-        return y
-    full = y.shape[dim]
-    left, right, weight = _taps(full, sub, cosited, y.device)
-    shape = [1] * y.dim()
-    shape[dim] = full
-    weight = weight.view(shape).to(y.dtype)
-    out_shape = list(y.shape)
-    out_shape[dim] = -(-full // sub)
-    out = y.new_zeros(out_shape)
-    out.index_add_(dim, left, y * (1 - weight))
-    out.index_add_(dim, right, y * weight)
-    return out
+def _as_4d(plane: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
+    return plane.reshape(-1, 1, *plane.shape[-2:]), plane.shape[:-2]
 
 
 def upsample_chroma(plane: torch.Tensor, height: int, width: int, sub_y: int, sub_x: int) -> torch.Tensor:
     """Chroma plane (..., ceil(h/sub_y), ceil(w/sub_x)) -> (..., height, width), centred siting."""
-    return _axis_up(_axis_up(plane, -1, width, sub_x, False), -2, height, sub_y, False)
+    if sub_x == 1 and sub_y == 1:
+        return plane
+    flat, lead = _as_4d(plane)
+    rows, cols = flat.shape[-2] * sub_y, flat.shape[-1] * sub_x
+    up = torch.nn.functional.interpolate(flat, size=(rows, cols), mode="bilinear", align_corners=False)
+    return up[..., :height, :width].reshape(*lead, height, width)
 
 
 def chroma_adjoint(full: torch.Tensor, sub_y: int, sub_x: int) -> torch.Tensor:
     """The exact adjoint (transpose) of `upsample_chroma`: <up(c), f> == <c, adjoint(f)>."""
-    return _axis_adjoint(_axis_adjoint(full, -2, sub_y, False), -1, sub_x, False)
+    if sub_x == 1 and sub_y == 1:
+        return full
+    flat, lead = _as_4d(full)
+    height, width = flat.shape[-2:]
+    small = (-(-height // sub_y), -(-width // sub_x))
+    padded = torch.nn.functional.pad(flat, (0, small[1] * sub_x - width, 0, small[0] * sub_y - height))
+    if sub_y in (1, 2) and sub_x in (1, 2):  # the common case, one strided convolution
+        adjoint = _halving_adjoint(padded, sub_y, sub_x)
+    else:  # PyTorch's backward of the resize (slow on the CPU, but exact for any factor)
+        adjoint = torch.ops.aten.upsample_bilinear2d_backward(
+            padded, [small[0] * sub_y, small[1] * sub_x], list(flat.shape[:2]) + list(small), False, None, None)
+    return adjoint.reshape(*lead, *small)
+
+
+def _halving_adjoint(y: torch.Tensor, sub_y: int, sub_x: int) -> torch.Tensor:
+    """Adjoint of centred x2 linear upsampling (on each axis whose sub is 2), y (n, 1, h, w) even.
+
+    Sample k was spread 3/4 to outputs 2k and 2k+1 and 1/4 to 2k-1 and 2k+2; at the borders the
+    outer quarter fell back on the edge sample, which replicate padding by one reproduces."""
+    taps = torch.tensor([0.25, 0.75, 0.75, 0.25], dtype=y.dtype, device=y.device)
+    one = torch.ones(1, dtype=y.dtype, device=y.device)
+    kernel = torch.outer(taps if sub_y == 2 else one, taps if sub_x == 2 else one)[None, None]
+    pad = (1 if sub_x == 2 else 0,) * 2 + (1 if sub_y == 2 else 0,) * 2
+    padded = torch.nn.functional.pad(y, pad, mode="replicate")
+    return torch.nn.functional.conv2d(padded, kernel, stride=(sub_y, sub_x))
 
 
 def downsample_chroma(full: torch.Tensor, sub_y: int, sub_x: int) -> torch.Tensor:
@@ -155,5 +152,11 @@ def downsample_chroma(full: torch.Tensor, sub_y: int, sub_x: int) -> torch.Tenso
     on each subsampled axis, for 4:2:0 and 4:2:2)."""
     if sub_x == 1 and sub_y == 1:
         return full
-    ones = torch.ones(full.shape[-2:], dtype=full.dtype, device=full.device)
-    return chroma_adjoint(full, sub_y, sub_x) / chroma_adjoint(ones, sub_y, sub_x)
+    return chroma_adjoint(full, sub_y, sub_x) / _column_sums(tuple(full.shape[-2:]), sub_y, sub_x, full.dtype,
+                                                             full.device)
+
+
+@functools.lru_cache(maxsize=8)
+def _column_sums(shape: tuple[int, int], sub_y: int, sub_x: int, dtype, device) -> torch.Tensor:
+    """How much of the full grid each chroma sample covers (the adjoint of ones); one per frame size."""
+    return chroma_adjoint(torch.ones(shape, dtype=dtype, device=device), sub_y, sub_x)

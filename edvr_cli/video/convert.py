@@ -31,8 +31,12 @@ def upload(plane: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def download(codes: torch.Tensor, dtype: np.dtype) -> np.ndarray:
-    """int32 codes on any device -> a numpy plane of `dtype`."""
-    return codes.cpu().numpy().astype(dtype)
+    """int32 codes (valid for `dtype`) on any device -> a numpy plane of `dtype`.
+
+    Narrowed on the device first (less to copy); uint16 travels as int16 bits."""
+    if dtype == np.uint8:
+        return codes.to(torch.uint8).cpu().numpy()
+    return codes.to(torch.int16).cpu().numpy().view(np.uint16).astype(dtype, copy=False)
 
 
 class FrameConverter:
@@ -47,9 +51,13 @@ class FrameConverter:
 
     # ---------------------------------------------------------------------------- to RGB
 
+    def upload(self, planes: tuple[np.ndarray, ...]) -> list[torch.Tensor]:
+        """Planes -> their codes as float32 tensors on the device."""
+        return [upload(plane, self.device) for plane in planes]
+
     def to_rgb(self, planes: tuple[np.ndarray, ...]) -> torch.Tensor:
         """Planes -> RGB (3, h, w) float32 on the device, not clamped."""
-        return self.codes_to_rgb([upload(plane, self.device) for plane in planes])
+        return self.codes_to_rgb(self.upload(planes))
 
     def codes_to_rgb(self, codes: list[torch.Tensor]) -> torch.Tensor:
         fmt, depth = self.format, self._depth
@@ -84,14 +92,16 @@ class FrameConverter:
     def _full_range(self, is_chroma: bool) -> bool:
         return True if self._family == "rgb" else self.format.full_range
 
-    def apply_change(self, planes: tuple[np.ndarray, ...], change: torch.Tensor,
+    def apply_change(self, planes: tuple[np.ndarray, ...] | list[torch.Tensor], change: torch.Tensor,
                      strength: float = 1.0) -> tuple[np.ndarray, ...]:
-        """Input planes + strength x the network's RGB `change` (3, h, w), in the format's space."""
+        """Input planes (or their uploaded codes) + strength x the network's RGB `change`
+        (3, h, w), in the format's space; rounded once."""
         dtype = self.format.layout.dtype
         out = []
         for plane, (delta, is_chroma) in zip(planes, self._space_change(change.float())):
+            codes = plane if isinstance(plane, torch.Tensor) else upload(plane, self.device)
             scale = colour.code_scale(self._depth, self._full_range(is_chroma), is_chroma)
-            codes = upload(plane, self.device) + (strength * scale) * self._on_grid(delta, is_chroma)
+            codes = codes + (strength * scale) * self._on_grid(delta, is_chroma)
             out.append(download(colour.round_codes(codes, self._depth), dtype))
         return tuple(out)
 
