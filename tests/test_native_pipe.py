@@ -219,3 +219,35 @@ def test_eval_of_a_restored_video_equals_eval_of_its_png_frames(model, tmp_path)
     frames = evaluate(gt, tmp_path / "restored", lq)
     assert [f.psnr for f in video.clips[0].frames] == [f.psnr for f in frames.clips[0].frames]
     assert video.psnr == frames.psnr and video.ssim == frames.ssim
+
+
+def test_containers_get_a_codec_they_hold(model, tmp_path):
+    clip = source_clip(tmp_path / "in.mkv", "yuv420p", num_frames=2)
+    result = run(clip, "-o", tmp_path / "out.webm", "--model", model, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["encoder"]["codec"] == "libvpx-vp9"
+    assert probe(tmp_path / "out.webm").streams[0].codec == "vp9"
+    result = run(clip, "-o", tmp_path / "bad.webm", "--model", model, "--codec", "libx264")
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "cannot hold libx264 video; use --codec libvpx-vp9" in result.output
+    result = run(clip, "-o", tmp_path / "out.gif", "--model", model)
+    assert result.exit_code == 1 and "GIF is not an output" in result.output  # output_files refuses it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv", "out.webm"]
+
+
+@pytest.mark.parametrize("pix_fmt, layout, lost", [
+    ("yuva420p", "yuv420p", "its alpha channel is dropped"), ("pal8", "gbrp", None), ("nv12", "yuv420p", None),
+    ("rgb24", "gbrp", None), ("yuv420p12le", "yuv420p12le", None), ("gray16le", "gray16le", None)])
+def test_pixel_formats_read_natively_or_with_a_note(model, tmp_path, pix_fmt, layout, lost):
+    from edvr_cli.video import native_layout
+    got, note = native_layout(pix_fmt)
+    assert got.pix_fmt == layout
+    assert (note is None) if lost is None else (lost in note)
+    if pix_fmt in ("yuva420p", "nv12"):
+        clip = tmp_path / "in.nut"
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "2", "-c:v", "rawvideo",
+               "-pix_fmt", pix_fmt, clip)
+        result = run(clip, "-o", tmp_path / "out.mkv", "--model", model, "--codec", "ffv1")
+        assert result.exit_code == 0, result.output
+        assert (lost in result.output) if lost else ("note:" not in result.output)
+        assert probe(tmp_path / "out.mkv").pix_fmt == layout

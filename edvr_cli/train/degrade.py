@@ -40,7 +40,8 @@ from edvr_cli.image_io import ImageFolderError, list_image_files, read_image
 from edvr_cli.video import VideoError, ffmpeg_exe, summarize_stderr
 from edvr_cli.video.rgb_frames import RgbFrameReader as FrameReader
 
-CACHE_VERSION = 1
+# 2: videos decoded natively and converted to RGB by video.convert (as enhance and eval read them)
+CACHE_VERSION = 2
 FOLDER_FPS = 25  # frame folders have no rate; x265's rate control needs one (compress3)
 
 

@@ -69,9 +69,20 @@ DEFAULT_ENCODER = EncoderSettings("libx265", 12, "medium")
 _HVC1_CONTAINERS = (".mp4", ".m4v", ".mov")
 
 
+# Containers that hold only some video codecs (others fail deep inside ffmpeg's muxer)
+CONTAINER_CODECS = {
+    ".webm": ("libvpx-vp9", "libvpx", "libaom-av1", "libsvtav1", "librav1e"),
+    ".ogv": ("libtheora",),
+}
+
+
 def resolve_encoder(settings: EncoderSettings, output_path: str | os.PathLike) -> EncoderSettings:
-    """Fill what the user left unset with the container's defaults."""
+    """Fill what the user left unset with the container's defaults; refuse codecs it cannot hold."""
     suffix = Path(output_path).suffix.lower()
+    allowed = CONTAINER_CODECS.get(suffix)
+    if allowed and settings.codec is not None and settings.codec not in allowed:
+        raise VideoError(f"{output_path}: a {suffix} file cannot hold {settings.codec} video; "
+                         f"use --codec {' or '.join(allowed[:3])} (or omit --codec), or another container")
     default = DEFAULT_ENCODERS.get(suffix, DEFAULT_ENCODER)
     if settings.codec is None:
         return replace(settings, codec=default.codec,
