@@ -20,14 +20,12 @@ import os
 import subprocess
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import torch
 
 
 def make_source(path: Path, frames: int) -> None:
-    from edvr_cli.image_io import IMAGE_SUFFIXES  # noqa: F401  (any edvr version)
     import imageio_ffmpeg
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
                     "testsrc2=size=1920x1080:rate=25", "-frames:v", str(frames), "-c:v", "libx264",

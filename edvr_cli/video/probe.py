@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
-from edvr_cli.video.ffmpeg import (VideoError, decode_text, ffmpeg_exe, ffmpeg_failed, ffmpeg_path,
-                                   run_ffmpeg, summarize_stderr)
+from edvr_cli.video.ffmpeg import VideoError, decode_text, ffmpeg_failed, ffmpeg_path, run_ffmpeg, summarize_stderr
+from edvr_cli.video.packets import rate_from_scan, scan_packets
 
 STREAM_KINDS = ("video", "audio", "subtitle", "attachment", "data")
 
@@ -40,7 +38,10 @@ class StreamInfo:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """A video file's first (non cover-art) video stream plus the list of all streams.
+    """A video file's main video stream plus the list of all streams.
+
+    The main video stream is the one flagged default that is not an attached picture (cover
+    art), else the first video stream that is not one; `notes` names it when there are several.
 
     `width`/`height` are the coded frame size before rotation. `rotation` is the display matrix
     angle in degrees counter-clockwise, as ffmpeg prints it (ffmpeg turns a legacy clockwise
@@ -82,6 +83,8 @@ class VideoInfo:
     # HDR side data of the first frame, in ffmpeg's words; None when absent
     mastering_display: str | None = None
     content_light: tuple[int, int] | None = None  # (MaxCLL, MaxFALL) in cd/m^2
+    # lines worth telling the user about the file, e.g. which of several video streams is used
+    notes: tuple[str, ...] = ()
 
 
 def bit_depth_of(pix_fmt: str) -> int:
@@ -137,16 +140,27 @@ class _Header:
     start: Fraction  # the file's start time, seconds
     video: dict  # fields of the chosen video stream
     cover_art: set[int]  # indices of "video" streams that are one attached picture
+    notes: list[str] = field(default_factory=list)  # the choice among several video streams
+
+
+_DISPOSITIONS = re.compile(r"\((default|forced|attached pic|dub|original|comment|lyrics|karaoke|"
+                           r"hearing impaired|visual impaired|clean effects|captions|descriptions|"
+                           r"metadata|dependent|still image|non diegetic|multilayer)\)")
 
 
 def _parse_header(stderr: str) -> _Header:
-    """Parse `ffmpeg -i` output into streams plus the first non cover-art video stream's fields."""
+    """Parse `ffmpeg -i` output into streams plus the main video stream's fields.
+
+    The main video stream is the one flagged default that is not an attached picture (an MP4's
+    cover art; an MKV's cover track is usually not flagged default), else the first video stream
+    that is not an attached picture. When the file holds several, a note says which is used.
+    """
     streams: list[StreamInfo] = []
     duration = None
     start = Fraction(0)
-    video: dict = {}
     cover_art: set[int] = set()
-    current_is_video = False
+    candidates: list[tuple[dict, bool]] = []  # (fields, flagged default) of each real video stream
+    current: dict | None = None  # the video stream whose side data lines follow
     for line in stderr.splitlines():
         if duration is None and (match := _DURATION.search(line)):
             hours, minutes, seconds = match.groups()
@@ -155,7 +169,7 @@ def _parse_header(stderr: str) -> _Header:
                 start = Fraction(start_match.group(1))
         if match := _STREAM_LINE.match(line):
             index, language, kind, description = match.groups()
-            current_is_video = False
+            current = None
             if any(stream.index == int(index) for stream in streams):
                 continue  # listed again under a "Stream group"
             language = language if language and language != "und" else None
@@ -164,18 +178,29 @@ def _parse_header(stderr: str) -> _Header:
             if codec == "none" and (tag := re.search(r"\((\w+) / 0x", parts[0])):
                 codec = tag.group(1)  # e.g. a QuickTime timecode track: "none (tmcd / 0x..)"
             streams.append(StreamInfo(int(index), kind.lower(), codec, language))
-            if "(attached pic)" in description:
+            dispositions = set(_DISPOSITIONS.findall(description))
+            if "attached pic" in dispositions:
                 cover_art.add(int(index))
-            if kind == "Video" and not video and "(attached pic)" not in description:
-                video = _parse_video_description(int(index), parts)
-                current_is_video = True
+            elif kind == "Video":
+                current = _parse_video_description(int(index), parts)
+                candidates.append((current, "default" in dispositions))
             continue
-        if current_is_video:
+        if current is not None:
             if match := _ROTATION.search(line):
-                video["rotation"] = float(match.group(1))
+                current["rotation"] = float(match.group(1))
             elif match := _NUM_FRAMES_TAG.match(line):
-                video["num_frames"] = int(match.group(1))
-    return _Header(streams, duration, start, video, cover_art)
+                current["num_frames"] = int(match.group(1))
+    video: dict = {}
+    notes: list[str] = []
+    if candidates:
+        flagged = [fields for fields, default in candidates if default]
+        video = flagged[0] if flagged else candidates[0][0]
+        if len(candidates) > 1:
+            why = "the one flagged default" if flagged else "the first; none is flagged default"
+            others = ", ".join(f"#0:{fields['index']}" for fields, _ in candidates if fields is not video)
+            notes.append(f"{len(candidates)} video streams: restoring #0:{video['index']} ({why}); "
+                         f"{others} left out")
+    return _Header(streams, duration, start, video, cover_art, notes)
 
 
 def _parse_video_description(index: int, parts: list[str]) -> dict:
@@ -250,81 +275,6 @@ def _first_frame_props(path: str, video_index: int) -> _FirstFrame:
     return _FirstFrame(fps, int(size.group(1)), int(size.group(2)), mastering, light)
 
 
-_NOPTS = -(2 ** 63)  # ffmpeg's AV_NOPTS_VALUE, printed for packets without a pts
-
-
-@dataclass
-class _PacketScan:
-    time_base: Fraction
-    pts: list[int]  # presentation timestamps of the kept packets, in file order
-    last_duration: int  # duration of the packet with the largest pts (0 if unknown)
-    complete: bool  # False when the scan stopped at the time limit or on an error
-
-
-def _scan_packets(path: str, video_index: int, max_scan_seconds: float) -> _PacketScan:
-    """Timestamps of the video packets (stream copy, no decoding), for at most max_scan_seconds."""
-    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", ffmpeg_path(path),
-            "-map", f"0:{video_index}", "-c", "copy", "-f", "framecrc", "-"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    time_base, pts, last_pts, last_duration = Fraction(1), [], None, 0
-    deadline = time.monotonic() + max_scan_seconds
-    stopped_early = False
-    try:
-        for raw_line in process.stdout:
-            line = raw_line.decode("ascii", errors="replace")
-            if line.startswith("#tb 0:"):
-                num, den = line.split(":")[1].strip().split("/")
-                time_base = Fraction(int(num), int(den))
-            elif not line.startswith("#"):
-                # stream, dts, pts, duration, size, checksum[, F=0x..]
-                fields = [field.strip() for field in line.split(",")]
-                flags = next((int(f[2:], 16) for f in fields[6:] if f.startswith("F=")), 1)
-                # 0x4: discarded (MP4 edit list); an empty packet (AVI's "drop frame") decodes
-                # to no frame, so neither counts.
-                if len(fields) >= 5 and not flags & 0x4 and int(fields[4]) > 0:
-                    # AVI packets carry no pts (NOPTS); their dts is the presentation time.
-                    pts.append(int(fields[2]) if int(fields[2]) != _NOPTS else int(fields[1]))
-                    if last_pts is None or pts[-1] > last_pts:
-                        last_pts, last_duration = pts[-1], int(fields[3])
-            if time.monotonic() > deadline:
-                stopped_early = True
-                break
-    finally:
-        if stopped_early:
-            process.kill()
-        process.stdout.close()
-        returncode = process.wait()
-    return _PacketScan(time_base, pts, max(last_duration, 0),
-                       not stopped_early and returncode == 0)
-
-
-def _rate_from_scan(scan: _PacketScan,
-                    guessed_fps: Fraction | None) -> tuple[Fraction | None, bool]:
-    """(frame rate, is_vfr) from packet timestamps checked against `guessed_fps`'s grid.
-
-    For variable frame rate the rate is the one at which the frames fill the stream's time:
-    frames / (last timestamp + its duration - first timestamp).
-    """
-    times = sorted(scan.pts)
-    if len(times) < 2:
-        return guessed_fps, False
-    span = (times[-1] - times[0]) * scan.time_base  # seconds, exact
-    if span <= 0:
-        return guessed_fps, False
-    last_duration = scan.last_duration * scan.time_base or span / (len(times) - 1)
-    average = len(times) / (span + last_duration)
-    if guessed_fps is None:
-        return average.limit_denominator(1001), True
-    # constant rate: every timestamp within a tenth of a frame (or one tick) of the ideal grid
-    tolerance = max(Fraction(1, 10) / guessed_fps, scan.time_base)
-    start = times[0] * scan.time_base
-    is_vfr = any(abs(t * scan.time_base - start - i / guessed_fps) > tolerance
-                 for i, t in enumerate(times))
-    if is_vfr:
-        return average.limit_denominator(1001), True
-    return guessed_fps, False
-
-
 def probe(path: str | os.PathLike, max_scan_seconds: float = 5.0) -> VideoInfo:
     """Describe a video file (see the module docstring for how).
 
@@ -354,8 +304,8 @@ def probe(path: str | os.PathLike, max_scan_seconds: float = 5.0) -> VideoInfo:
     if "width" not in video:
         raise VideoError(f"{path}: ffmpeg reports no frame size for the video stream", stderr)
     first = _first_frame_props(path, video["index"])
-    scan = _scan_packets(path, video["index"], max_scan_seconds)
-    fps, is_vfr = _rate_from_scan(scan, first.fps)
+    scan = scan_packets(path, video["index"], max_scan_seconds)
+    fps, is_vfr = rate_from_scan(scan, first.fps)
     if fps is None:
         raise VideoError(f"{path}: ffmpeg reports no frame rate for the video stream", stderr)
     num_frames = len(scan.pts) if scan.complete else video.get("num_frames")
@@ -375,7 +325,8 @@ def probe(path: str | os.PathLike, max_scan_seconds: float = 5.0) -> VideoInfo:
         color_primaries=video["color_primaries"], color_transfer=video["color_transfer"],
         streams=tuple(header.streams), sample_aspect=sample_aspect if sample_aspect != 1 else None,
         time_base=scan.time_base, start_offset=start_offset, field_order=video["field_order"],
-        mastering_display=first.mastering_display, content_light=first.content_light)
+        mastering_display=first.mastering_display, content_light=first.content_light,
+        notes=tuple(f"{path}: {line}" for line in header.notes))
 
 
 def count_frames(path: str | os.PathLike, video_index: int | None = None) -> int:
