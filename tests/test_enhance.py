@@ -475,6 +475,7 @@ def test_summary_line_and_help(files, tmp_path):
     result = run(files["clip"], "-o", tmp_path / "out.mkv", "--model", files["id5"], *LOSSLESS)
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("11 frames in ") and "fps" in result.stdout
+    assert "yuv444p, cpu, fp32; ffv1 yuv444p)" in result.stdout  # planes written; encoder used
     help_text = run("--help").output
     assert "Examples:" in help_text and "[default: reflection_circle]" in help_text
     flat = " ".join(help_text.split())
