@@ -11,9 +11,11 @@ Only tensors and plain containers are read (`torch.load(weights_only=True)`): no
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -156,10 +158,12 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> tuple[str, dict, di
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about legacy (pre-zip) files, TypedStorage and such: none of it helps here
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # pickle, zip and unsafe-global errors all mean "not loadable"
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({first_line})") from None
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({_load_failure(error)})") from None
     layout, state, config = to_basicsr_layout(checkpoint)
     # Half-precision bundles are stored small; the network computes in float32.
     state = {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
@@ -167,6 +171,27 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> tuple[str, dict, di
     if config is None:
         config = inferred
     return layout, state, config
+
+
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _load_failure(error: Exception) -> str:
+    """Why torch.load(weights_only=True) refused, in one line, without torch's advice to load
+    with weights_only=False (which would run whatever code the file carries)."""
+    text = _ANSI.sub("", str(error)).strip()
+    if match := _UNSAFE_GLOBAL.search(text):
+        return (f"it holds a pickled Python object ({match.group(1)}), not only tensors; only weights are "
+                f"read, never code. Save just the state dict from the program that wrote it")
+    if "WeightsUnpickler error:" in text:
+        detail = next((line.strip() for line in text.split("WeightsUnpickler error:", 1)[1].splitlines()
+                       if line.strip()), "unreadable data")
+        return f"not a PyTorch checkpoint, or a damaged one: {detail}"
+    if "zip archive" in text or (isinstance(error, OSError) and error.errno == errno.EINVAL):
+        return "damaged or cut short: its zip archive cannot be read"
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line]
+    return lines[0] if lines else f"torch.load failed ({type(error).__name__})"
 
 
 def load_state_checked(model: EDVR, state: dict, source: str = "checkpoint") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 from dataclasses import asdict
@@ -11,11 +12,15 @@ from pathlib import Path
 
 import click
 
+from edvr_cli.commands.interrupts import Interrupted, interrupted_message, signum_of, stop_on_signals
 from edvr_cli.windows import PADDING_MODES, WINDOW_SIZES
+
+MAX_FPS = 1000
+DEFAULT_FOLDER_FPS = "25"
 
 
 class FrameRate(click.ParamType):
-    """A frame rate as an integer, decimal or fraction: 25, 29.97, 24000/1001."""
+    """A frame rate as an integer, decimal or fraction: 25, 29.97, 24000/1001 (above 0, at most 1000)."""
 
     name = "FPS"
 
@@ -26,20 +31,56 @@ class FrameRate(click.ParamType):
             rate = Fraction(str(value).strip())
         except (ValueError, ZeroDivisionError):
             self.fail(f"{value!r} is not a frame rate (e.g. 25, 29.97, 24000/1001)", param, ctx)
-        if rate <= 0:
-            self.fail(f"the frame rate must be positive, got {value}", param, ctx)
+        if not 0 < rate <= MAX_FPS:
+            self.fail(f"the frame rate must be above 0 and at most {MAX_FPS}, got {value}", param, ctx)
+        if rate.denominator > 1_000_000:
+            self.fail(f"{value} has too many decimals for a frame rate; write it as a fraction, "
+                      f"e.g. 30000/1001", param, ctx)
         return rate
 
 
-class Interrupted(click.ClickException):
-    exit_code = 130  # as shells report a Ctrl-C
+# The quality scale of encoders whose ffmpeg option range says nothing (x264/x265: "-1 to FLT_MAX").
+CRF_RANGES = {"libx264": (0, 51), "libx264rgb": (0, 51), "libx265": (0, 51)}
+_CRF_OPTION = re.compile(r"^\s+-crf\s+<(\w+)>.*\(from (\S+) to (\S+)\)", re.MULTILINE)
+
+
+def crf_range(codec: str) -> tuple[str, float, float | None] | None:
+    """(value type "int"/"float", lowest, highest or None) of the encoder's -crf; None if it has none."""
+    from edvr_cli.video.writer import _encoder_help
+
+    match = _CRF_OPTION.search(_encoder_help(codec))
+    if match is None:
+        return None
+    kind, low, high = match.groups()
+    if codec in CRF_RANGES:
+        return (kind, *CRF_RANGES[codec])
+    return kind, max(0.0, _number(low) or 0.0), _number(high)  # ffmpeg's -1 means "not set"
+
+
+def _number(text: str) -> float | None:
+    return float(text) if re.fullmatch(r"-?\d+(\.\d+)?", text) else None  # not FLT_MAX / INT_MAX
+
+
+def check_crf(crf: float, codec: str) -> None:
+    """Raise click.BadParameter unless `crf` is within what `codec` takes."""
+    scale = crf_range(codec)
+    if scale is None:
+        raise click.BadParameter(f"{codec} has no constant rate factor; omit --crf (a quality option of its "
+                                 f"own goes in --encoder-arg)", param_hint="'--crf'")
+    kind, low, high = scale
+    if kind == "int" and crf != int(crf):
+        raise click.BadParameter(f"{codec} takes a whole number, got {crf:g}", param_hint="'--crf'")
+    if crf < low or (high is not None and crf > high):
+        where = f"{low:g} to {high:g}" if high is not None else f"{low:g} or more"
+        raise click.BadParameter(f"{crf:g} is outside {codec}'s range, {where} (lower = better quality, "
+                                 f"bigger file)", param_hint="'--crf'")
 
 
 @click.command(name="enhance", short_help="Restore or upscale a video (or a folder of frames) with EDVR.")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "output_path", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--output", "output_path", required=True, type=click.Path(),  # str: keeps a trailing /
               help="Output video file (its extension picks the container: .mp4, .mkv, ...), or a path "
-                   "without extension (or ending in /) for a folder of numbered PNG frames.")
+                   "ending in / (or without extension) for a folder of numbered PNG frames.")
 @click.option("--model", default=None,
               help="A checkpoint file (BasicSR, MMEditing, original EDVR or our own layout), a name "
                    "from `edvr models` (downloaded on first use), builtin-qe / builtin-sr4, or a preset "
@@ -82,7 +123,8 @@ class Interrupted(click.ClickException):
                    "re-encoding compressed footage, see benchmarks/README.md), libvpx-vp9 for .webm, "
                    "ffv1 for .avi/.nut]")
 @click.option("--crf", type=float, default=None,
-              help="Constant rate factor for encoders that have one (lower = better, bigger).  "
+              help="Constant rate factor (lower = better, bigger): 0-51 for libx264/libx265, 0-63 for "
+                   "libvpx-vp9/libaom-av1/libsvtav1; an encoder without one refuses it.  "
                    "[default: the container's default codec's, e.g. 12 for libx265]")
 @click.option("--preset", default=None,
               help="Encoder speed preset for encoders that have one (ultrafast ... veryslow).  "
@@ -94,8 +136,9 @@ class Interrupted(click.ClickException):
 @click.option("--encoder-arg", "encoder_args", multiple=True, metavar="ARGS",
               help="More ffmpeg output arguments, split like a shell line; repeatable. "
                    "E.g. --encoder-arg='-tune film' --encoder-arg='-x264-params keyint=48'.")
-@click.option("--fps", "folder_fps", type=FrameRate(), default="25", show_default=True,
-              help="Frame rate for a folder of images as input (a video keeps its own exact rate).")
+@click.option("--fps", "folder_fps", type=FrameRate(), default=None,
+              help="Frame rate of a folder of images as input, up to 1000. Refused for a video input, "
+                   "which keeps its own exact rate.  [default: 25]")
 @click.option("--deinterlace", is_flag=True,
               help="Deinterlace interlaced input first (ffmpeg's bwdif, one output frame per input "
                    "frame). Without it, interlaced frames are restored as they are and written "
@@ -105,11 +148,11 @@ class Interrupted(click.ClickException):
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON summary to stdout (input, output, frames, fps, seconds, device, "
                    "precision, model, ...) instead of the summary line.")
-def command(input_path: Path, output_path: Path, model: str | None, weights: str | None,
+def command(input_path: Path, output_path: str, model: str | None, weights: str | None,
             cache_dir: Path | None, window: str | None, padding: str, tile: int, tile_overlap: int,
             batch: int, device: str, precision: str, ensemble: bool, strength: float, codec: str | None,
             crf: float | None, preset: str | None, pix_fmt: str | None, encoder_args: tuple[str, ...],
-            folder_fps: Fraction, deinterlace: bool, overwrite: bool, quiet: bool, as_json: bool) -> None:
+            folder_fps: Fraction | None, deinterlace: bool, overwrite: bool, quiet: bool, as_json: bool) -> None:
     """Restore INPUT (a video, or a folder of images) with EDVR and write it to -o OUTPUT.
 
     Each output frame is the network's restoration of the input frame at the centre of a window
@@ -122,8 +165,9 @@ def command(input_path: Path, output_path: Path, model: str | None, weights: str
     only where the container cannot hold them; a note says so).
 
     The video is streamed: only the frames the current windows need are in memory. The output is
-    written to a hidden file beside it and renamed when complete, so an error or Ctrl-C never
-    leaves a partial file under the output's name.
+    written to a hidden file beside it and renamed when complete, so an error, Ctrl-C, SIGTERM or
+    SIGHUP never leaves a partial file (exit status 130, 143, 129 after those signals). Only one
+    run at a time may write an output: a second one refuses, naming the first one's pid.
 
     \b
     Examples:
@@ -136,29 +180,23 @@ def command(input_path: Path, output_path: Path, model: str | None, weights: str
       edvr enhance frames/ -o clip.mp4 --model ckpt.pth --fps 24000/1001 --crf 12
       edvr enhance clip.mp4 -o out.mp4 --model ckpt.pth --codec libx265 --encoder-arg='-tag:v hvc1'
     """
-    from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance
-    from edvr_cli.model_choice import load_enhance_model
-    from edvr_cli.video import VideoError
-
-    try:
-        extra_args = tuple(arg for text in encoder_args for arg in shlex.split(text))
-    except ValueError as error:
-        raise click.ClickException(f"--encoder-arg: {error}") from None
-    settings = EnhanceSettings(window=int(window) if window else None, padding=padding, tile=tile,
-                               tile_overlap=tile_overlap, batch=batch, device=device,
-                               precision=precision, ensemble=ensemble, strength=strength, folder_fps=folder_fps,
-                               deinterlace=deinterlace)
-    encoder = EncoderSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, extra_args=extra_args)
-    reporter = _ProgressReporter(quiet)
-    try:
-        # The model is loaded (maybe downloaded) only once the input has been probed.
-        result = enhance(input_path, output_path,
-                         lambda: load_enhance_model(model, weights, cache_dir, progress=not quiet),
-                         settings, encoder, overwrite, reporter)
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted: {output_path} was not written") from None
-    except (ValueError, VideoError, OSError) as error:
-        raise click.ClickException(_one_line(error)) from None
+    with stop_on_signals() as received:  # first: Ctrl-C during the imports below is handled too
+        try:
+            result = _run(input_path, output_path, model, weights, cache_dir, window, padding, tile,
+                          tile_overlap, batch, device, precision, ensemble, strength, codec, crf, preset,
+                          pix_fmt, encoder_args, folder_fps, deinterlace, overwrite, quiet)
+        except KeyboardInterrupt as interrupt:
+            signum = signum_of(interrupt, received)
+            raise Interrupted(interrupted_message(f"{output_path} was not written", signum), signum) from None
+        except Exception as error:
+            if not _reported_in_one_line(error):
+                raise  # a bug: the traceback is what helps
+            if received:  # e.g. ffmpeg, hit by the same Ctrl-C, failed first
+                raise Interrupted(interrupted_message(f"{output_path} was not written", received[0]),
+                                  received[0]) from None
+            if isinstance(error, click.ClickException):
+                raise
+            raise click.ClickException(_one_line(error)) from None
     if as_json:
         click.echo(json.dumps(asdict(result), indent=2))
     elif not quiet:
@@ -166,6 +204,48 @@ def command(input_path: Path, output_path: Path, model: str | None, weights: str
                    f"-> {result.output} ({result.width}x{result.height}, {result.video_fps} fps, "
                    f"{result.pix_fmt}, {result.device}, {result.precision}"
                    + (f"; {_describe_encoder(result.encoder)}" if result.encoder else "") + ")")
+
+
+def _run(input_path: Path, output_path: str, model, weights, cache_dir, window, padding, tile, tile_overlap,
+         batch, device, precision, ensemble, strength, codec, crf, preset, pix_fmt, encoder_args, folder_fps,
+         deinterlace, overwrite, quiet):
+    """Check what Click cannot check alone, then run `enhance` (its errors propagate)."""
+    from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance
+    from edvr_cli.model_choice import load_enhance_model
+    from edvr_cli.output_files import is_folder_output
+    from edvr_cli.video import VideoError, resolve_encoder
+
+    if folder_fps is not None and input_path.exists() and not input_path.is_dir():
+        raise click.BadParameter(f"sets the rate of a folder of images; {input_path} is a video, which keeps "
+                                 f"its own exact frame rate (re-time the result with ffmpeg to change it)",
+                                 param_hint="'--fps'")
+    try:
+        extra_args = tuple(arg for text in encoder_args for arg in shlex.split(text))
+    except ValueError as error:
+        raise click.ClickException(f"--encoder-arg: {error}") from None
+    encoder = EncoderSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, extra_args=extra_args)
+    if crf is not None and not is_folder_output(output_path):
+        try:
+            check_crf(crf, resolve_encoder(encoder, output_path).codec)
+        except VideoError as error:  # an unknown --codec
+            raise click.ClickException(_one_line(error)) from None
+    settings = EnhanceSettings(window=int(window) if window else None, padding=padding, tile=tile,
+                               tile_overlap=tile_overlap, batch=batch, device=device,
+                               precision=precision, ensemble=ensemble, strength=strength,
+                               folder_fps=folder_fps if folder_fps is not None else Fraction(DEFAULT_FOLDER_FPS),
+                               deinterlace=deinterlace)
+    reporter = _ProgressReporter(quiet)
+    # The model is loaded (maybe downloaded) only once the input has been probed.
+    return enhance(input_path, output_path,
+                   lambda: load_enhance_model(model, weights, cache_dir, progress=not quiet),
+                   settings, encoder, overwrite, reporter)
+
+
+def _reported_in_one_line(error: Exception) -> bool:
+    """The library's typed errors (ValueError subclasses, VideoError), OS errors and Click's own."""
+    from edvr_cli.video.ffmpeg import VideoError
+
+    return isinstance(error, (ValueError, OSError, VideoError, click.ClickException))
 
 
 def _describe_encoder(encoder: dict) -> str:

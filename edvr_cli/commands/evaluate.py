@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from edvr_cli.commands.interrupts import Interrupted, interrupted_message, signum_of, stop_on_signals
+
 SOURCE = click.Path(path_type=Path)  # existence is checked by the library, in one line
 OUTPUT = click.Path(dir_okay=False, writable=True, path_type=Path)
 
@@ -63,17 +65,27 @@ def command(gt_path: Path, pred_path: Path, lq_path: Path | None, channel: str, 
       edvr eval --gt val/gt --pred val/restored --lq val/input --json scores.json
       edvr eval --gt clip_gt.mp4 --pred clip_restored.mkv --channel y --crop-border 4
     """
+    if plot_path is not None:
+        try:
+            import matplotlib  # noqa: F401  (checked first: fail before minutes of scoring)
+        except ImportError:
+            raise click.ClickException("--plot needs matplotlib: pip install matplotlib") from None
+    with stop_on_signals() as received:
+        try:
+            _score(gt_path, pred_path, lq_path, channel, crop_border, workers, json_path, csv_path, plot_path)
+        except KeyboardInterrupt as interrupt:
+            signum = signum_of(interrupt, received)
+            raise Interrupted(interrupted_message("scoring stopped", signum), signum) from None
+
+
+def _score(gt_path: Path, pred_path: Path, lq_path: Path | None, channel: str, crop_border: int,
+           workers: int | None, json_path: Path | None, csv_path: Path | None, plot_path: Path | None) -> None:
     from tqdm import tqdm
 
     from edvr_cli.evaluation import (EvaluationError, evaluate, format_table, write_csv,
                                      write_json, write_plot)
     from edvr_cli.frame_sources import FrameSourceError
 
-    if plot_path is not None:
-        try:
-            import matplotlib  # noqa: F401  (checked first: fail before minutes of scoring)
-        except ImportError:
-            raise click.ClickException("--plot needs matplotlib: pip install matplotlib") from None
     started = time.perf_counter()
     try:
         with tqdm(unit="frame", desc="scoring", disable=None, leave=False) as progress:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
+
+from edvr_cli.commands.interrupts import (STOP_SIGNALS, Interrupted, interrupted_message, signals_seen, signum_of,
+                                          stop_on_signals)
 
 PRESET_NAMES = ("small", "large", "edvr-m-wotsa", "edvr-l-wotsa", "edvr-m", "edvr-l", "tiny")
 
@@ -139,7 +143,28 @@ def command(preset: str, print_config: bool, progress: bool, **options) -> None:
       edvr train --preset edvr-m --init runs/m-wotsa/last.pth ... (TSA stage)
       torchrun --standalone --nproc_per_node 8 --no-python edvr train --preset large ...
       edvr train --resume runs/edvr/last.pth
+
+    Ctrl-C (or SIGTERM) finishes the current step, saves last.pth and exits with status 130
+    (143 after SIGTERM); a second Ctrl-C stops at once.
     """
+    with stop_on_signals() as received, signals_seen() as seen:
+        try:
+            result, config = _train(preset, print_config, progress, options)
+        except KeyboardInterrupt as interrupt:  # before the loop, or a second Ctrl-C inside it
+            signum = signum_of(interrupt, received)
+            raise Interrupted(interrupted_message("training stopped", signum), signum) from None
+    if result is None:
+        return
+    end_iter = min(config.iters, config.stop_at) if config.stop_at is not None else config.iters
+    if result.iteration < end_iter:  # the loop's graceful stop: it finished the step and saved
+        signum = next((sig for sig in seen if sig in STOP_SIGNALS), signal.SIGINT)
+        raise Interrupted(interrupted_message(
+            f"training stopped at iteration {result.iteration}; {Path(config.out) / 'last.pth'} is saved, "
+            f"continue with --resume {Path(config.out) / 'last.pth'}", signum), signum)
+
+
+def _train(preset: str, print_config: bool, progress: bool, options: dict):
+    """Resolve the configuration and train; returns (TrainResult or None for --print-config, config)."""
     from models import CheckpointError
     from edvr_cli.train.config import ConfigError, format_config, resolve_config, resume_config
     from edvr_cli.train.data import DataError
@@ -161,9 +186,9 @@ def command(preset: str, print_config: bool, progress: bool, **options) -> None:
             config = resolve_config(preset, overrides)
         if print_config:
             click.echo(format_config(config))
-            return
+            return None, config
         from tqdm import tqdm
 
-        train(config, show_progress=progress, echo=tqdm.write)
+        return train(config, show_progress=progress, echo=tqdm.write), config
     except (ConfigError, DataError, DegradeError, CheckpointError, TrainingError) as error:
         raise click.ClickException(str(error)) from None

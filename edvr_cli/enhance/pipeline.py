@@ -28,14 +28,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-from edvr_cli.enhance.planes import FramePlanes
+from edvr_cli.enhance.planes import FramePlanes, NonFiniteOutputError
 from edvr_cli.enhance.sources import (DEFAULT_FOLDER_FPS, Source, Timing, open_source, open_writer,
                                       output_format)
 from edvr_cli.enhance.stream import EnhanceError, restore_stream
 from edvr_cli.inference import ModelRunner, choose_device
 from edvr_cli.model_choice import LoadedModel
-from edvr_cli.output_files import check_paths, commit_output, is_folder_output, remove_output, staging_path
-from edvr_cli.video import EncoderSettings, Frame, resolve_encoder
+from edvr_cli.output_files import check_paths, claim_output, is_folder_output
+from edvr_cli.video import EncoderSettings, Frame, VideoError, resolve_encoder
 from edvr_cli.windows import WINDOW_SIZES
 
 
@@ -140,7 +140,7 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
     started = time.perf_counter()
     target = Path(output_path)
     folder_output = is_folder_output(output_path)
-    check_paths(input_path, target, overwrite)
+    check_paths(input_path, output_path, overwrite)  # as given: a trailing / means a folder
     if not 0 <= settings.strength <= 1:
         raise EnhanceError(f"--strength must be between 0 and 1, got {settings.strength}")
     encoder = resolve_encoder(encoder, target)
@@ -150,7 +150,13 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
         notes.append(message)
         reporter.note(message)
 
-    source = open_source(input_path, settings.folder_fps, settings.deinterlace)
+    # One run per output: a second one refuses here; staging left by a killed run is removed.
+    claim = claim_output(output_path, overwrite)
+    try:
+        source = open_source(input_path, settings.folder_fps, settings.deinterlace)
+    except BaseException:
+        claim.release()
+        raise
     staging = None
     try:
         for line in source.notes:
@@ -171,7 +177,7 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
             raise EnhanceError("--strength needs the output in the input's own format")
         _note_source(source, target, folder_output, settings.deinterlace, note)
         timing = Timing(source)
-        staging = staging_path(target, folder_output)
+        staging = claim.staging_path()
         with open_writer(staging, out_format, timing.time_base, source, encoder, folder=folder_output,
                          deinterlaced=settings.deinterlace) as writer:
             for line in getattr(writer, "notes", []):
@@ -183,13 +189,18 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
             reporter.start(source.num_frames)
             num_frames = restore_stream(map(planes.prepare, source.reader), planes.restore, write, window,
                                         settings.padding, settings.batch, on_frame=reporter.advance)
-        commit_output(staging, target)
-        staging = None
+        claim.commit(staging, overwrite)  # only if complete (the writer closed cleanly) and still ours
+    except NonFiniteOutputError as error:
+        hint = " or overflow in --precision fp16 (try bf16 or fp32)" if settings.precision == "fp16" else ""
+        raise EnhanceError(f"{loaded.path}: {error}: its weights are broken{hint}; nothing was written") from None
+    except (VideoError, OSError) as error:
+        if staging is None:
+            raise
+        raise _naming_output(error, staging, target) from None
     finally:
         reporter.close()
         source.close()
-        if staging is not None:
-            remove_output(staging)
+        claim.release()  # removes the staging file or folder unless it was committed
     if source.num_frames is not None and num_frames != source.num_frames:
         note(f"{input_path}: decoded {num_frames} frames where the container announced "
              f"{source.num_frames}; all decoded frames were restored")
@@ -208,11 +219,27 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
         variable_frame_rate=timing.variable, notes=notes)
 
 
+def _naming_output(error: BaseException, staging: Path, target: Path) -> BaseException:
+    """`error` with the hidden staging path replaced by the user's output path."""
+    def renamed(text: str) -> str:
+        for name in ("file:" + os.path.abspath(staging), os.path.abspath(staging), os.fspath(staging)):
+            text = text.replace(name, os.fspath(target))
+        return text
+
+    if isinstance(error, VideoError):
+        return VideoError(renamed(str(error)), renamed(error.stderr))
+    if isinstance(error, OSError) and error.filename is not None:
+        return type(error)(error.errno, error.strerror, renamed(os.fspath(error.filename)))
+    return error
+
+
 def _note_source(source: Source, target: Path, folder_output: bool, deinterlace: bool, note) -> None:
     """Tell the user what the output cannot keep of the input."""
     info = source.video_info
     if info is None:
         return
+    for line in info.notes:  # e.g. which of several video streams is restored
+        note(line)
     if folder_output and len(info.streams) > 1:
         note(f"{target}: a folder of PNG frames holds no audio, subtitles or attachments")
     if folder_output and info.sample_aspect is not None:

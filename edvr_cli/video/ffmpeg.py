@@ -28,6 +28,8 @@ _CONSEQUENCE_STDERR = re.compile(
     r"|Decode error rate .*|Error while (decoding|processing|opening) .*|Error muxing a packet"
     r"|Error submitting .*|Could not write header.*|Error splitting the argument list.*)$")
 _LOG_PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
+# A full disk (or quota): whatever step reports it, that is the cause the user can act on.
+_NO_SPACE = re.compile(r"No space left on device|Disk quota exceeded")
 
 
 def ffmpeg_exe() -> str:
@@ -59,8 +61,12 @@ def summarize_stderr(stderr: str) -> str:
     """The line of ffmpeg's stderr that best names the cause, without `[muxer @ 0x..]` prefixes.
 
     That is the last line that is neither boilerplate nor a consequence of an earlier error
-    ("moov atom not found" rather than "Error opening input: Invalid data ...").
+    ("moov atom not found" rather than "Error opening input: Invalid data ..."), except that a
+    full disk is always named as such: "no space left on device" (or "disk quota exceeded"),
+    whichever of ffmpeg's lines reports it ("Error muxing a packet", "Error closing file: ...").
     """
+    if no_space := _NO_SPACE.search(stderr):
+        return "disk quota exceeded" if "quota" in no_space.group(0) else "no space left on device"
     lines = [_LOG_PREFIX.sub("", line).strip() for line in stderr.splitlines()]
     lines = [line for line in lines if line]
     if not lines:
@@ -71,9 +77,15 @@ def summarize_stderr(stderr: str) -> str:
 
 
 def ffmpeg_failed(what: str, returncode: int, stderr: str) -> VideoError:
-    """A VideoError for an ffmpeg run that exited with `returncode`."""
-    return VideoError(f"{what}: ffmpeg failed (exit {returncode}): {summarize_stderr(stderr)}",
-                      stderr)
+    """A VideoError for an ffmpeg run that exited with `returncode`.
+
+    A full disk reads "{what}: no space left on device" (`what` names the file), without the
+    exit status: that is all there is to know, and what to fix.
+    """
+    cause = summarize_stderr(stderr)
+    if cause in ("no space left on device", "disk quota exceeded"):
+        return VideoError(f"{what}: {cause}", stderr)
+    return VideoError(f"{what}: ffmpeg failed (exit {returncode}): {cause}", stderr)
 
 
 def run_ffmpeg(args: list[str], timeout: float | None = 60.0) -> subprocess.CompletedProcess:
@@ -109,11 +121,13 @@ class StderrCollector(threading.Thread):
 
 
 def stop_process(process: subprocess.Popen) -> None:
-    """End `process` (SIGTERM, then SIGKILL after 2 s) and reap it."""
+    """End `process` at once (SIGKILL) and reap it; its output is being thrown away.
+
+    Not SIGTERM: an ffmpeg blocked on a full or empty pipe (or already finishing after a Ctrl-C
+    sent to the whole process group) does not act on it until that pipe moves, which made a
+    Ctrl-C take seconds. A killed reader leaves nothing; a killed writer leaves a partial file
+    that the caller deletes.
+    """
     if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=2.0)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.kill()
+    process.wait()

@@ -7,6 +7,7 @@ images hold them: 16-bit PNGs are read and written without rounding to 8 bits. A
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Iterator
 
@@ -125,7 +126,14 @@ class PngFolderWriter:
         if image.shape[:2] != (self.format.height, self.format.width):
             raise ValueError(f"frame of {image.shape[1]}x{image.shape[0]} does not match the writer's "
                              f"{self.format.width}x{self.format.height}")
-        write_png(self.path / f"{self.next_number:06d}.png", image)
+        file = self.path / f"{self.next_number:06d}.png"
+        try:
+            write_png(file, image)
+        except OSError as error:  # above all a full disk: say so, naming the file, at the frame it hits
+            file.unlink(missing_ok=True)  # no truncated PNG
+            reason = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}.get(
+                error.errno, error.strerror or str(error))
+            raise VideoError(f"{file}: cannot write the frame: {reason}") from None
         self.next_number += 1
         self.num_frames_written += 1
 
