@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "eval": ("evaluate", "Score restored frames against ground truth (PSNR/SSIM, as the papers do)."),
     "train": ("train", "Train EDVR with the seed's presets (small, large, edvr-m, edvr-l)."),
     "models": ("zoo", "List the named EDVR checkpoints (bundled and published)."),
+    "export": ("export", "Export a model to ONNX (for ONNX Runtime, TensorRT, VapourSynth)."),
 }
 
 

@@ -1,0 +1,300 @@
+"""EDVR to ONNX: a graph that ONNX Runtime, TensorRT and VapourSynth's ONNX backends can run.
+
+The exported graph maps `frames` (N, T, 3, H, W) float32 RGB in [0, 1] to `restored`
+(N, 3, H * scale, W * scale) float32; N, H and W are dynamic. H and W may be any size: the graph
+pads them to the network's size multiple (edge/replicate padding on the right and bottom, as
+`EDVR.forward` does) and crops the output back, so a caller needs no padding of its own. The
+multiple is also stored in the metadata, for runtimes that want padded input anyway.
+
+Why ONNX can express EDVR here: the deformable convolution (models/dcn.py) is plain PyTorch around
+`grid_sample`, which ONNX has as GridSample from opset 16 on; that is the lowest opset that works.
+
+The graph comes from PyTorch's TorchScript-based exporter (`torch.onnx.export(dynamo=False)`):
+it needs nothing beyond torch, and the tracing it does is checked against PyTorch at two frame
+sizes (`verify_export`) before the file is written.
+
+    from edvr_cli.onnx_export import export_onnx
+    info = export_onnx(network, "model.onnx", source="builtin-qe", source_path="models/weights/builtin-qe.pth")
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MIN_OPSET = 16  # GridSample (the DCN's bilinear sampling) first appears in opset 16
+INPUT_NAME = "frames"
+OUTPUT_NAME = "restored"
+# largest |ONNX Runtime - PyTorch| accepted by verify_export; fp16 is checked against PyTorch
+# running the same fp16 convolutions, which ONNX Runtime's CPU provider computes in float32
+VERIFY_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
+
+
+class ExportError(ValueError):
+    """The model cannot be exported as asked, or the export does not match PyTorch; one line."""
+
+
+class PaddedEDVR(nn.Module):
+    """EDVR with its padding to the size multiple always in the graph, for tracing.
+
+    `EDVR.forward` pads only `if` the size is not a multiple; a trace would freeze that branch
+    at the example's size. Here the pad amounts are computed from the input shape on every call
+    (zero when the size already fits), so one exported graph serves every H and W.
+
+    Args:
+        network: an EDVR (anything with `_forward_padded`, `size_multiple`, `scale`, `num_frame`).
+    """
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+        self.size_multiple = int(network.size_multiple)
+        self.scale = int(network.scale)
+        self.num_frame = int(network.num_frame)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames: (n, t, c, h, w) float in [0, 1]. Returns (n, c, h * scale, w * scale)."""
+        n, t, c, h, w = frames.shape
+        multiple = self.size_multiple
+        pad_h = (multiple - h % multiple) % multiple
+        pad_w = (multiple - w % multiple) % multiple
+        padded = F.pad(frames.reshape(n, t * c, h, w), (0, pad_w, 0, pad_h), mode="replicate")
+        out = self.network._forward_padded(padded.reshape(n, t, c, h + pad_h, w + pad_w))
+        return out[:, :, : h * self.scale, : w * self.scale]
+
+
+class _HalfConv2d(nn.Module):
+    """A convolution with float16 weights that takes and returns float32 (Cast, Conv, Cast)."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.conv = copy.deepcopy(conv).half()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.half()).float()
+
+
+def half_convolutions(network: nn.Module) -> nn.Module:
+    """A copy of `network` whose every nn.Conv2d runs in float16; everything else stays float32.
+
+    The convolutions are nearly all of EDVR's arithmetic. The deformable convolution's sampling
+    coordinates stay float32 on purpose: float16 has a step of 0.25 px at 512 px, so sampling at
+    fp16 coordinates would misplace every tap on a large frame.
+    """
+    network = copy.deepcopy(network)
+
+    def replace(module: nn.Module) -> None:
+        for name, child in module.named_children():
+            if isinstance(child, nn.Conv2d):
+                setattr(module, name, _HalfConv2d(child))
+            else:
+                replace(child)
+
+    replace(network)
+    return network
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_metadata(network: nn.Module, precision: str, opset: int, source: str | None = None,
+                    source_path: str | os.PathLike | None = None) -> dict[str, str]:
+    """The key/value pairs stored in the ONNX file (ONNX allows strings only).
+
+    `edvr enhance --model file.onnx` reads scale, num_frame and size_multiple back; the rest
+    documents the graph for other runtimes and says which checkpoint it came from.
+    """
+    from edvr_cli import __version__
+
+    multiple = int(network.size_multiple)
+    scale = int(network.scale)
+    num_frame = int(network.num_frame)
+    metadata = {
+        "scale": str(scale),
+        "num_frame": str(num_frame),
+        "center_frame_idx": str(int(getattr(network, "center_frame_idx", num_frame // 2))),
+        "size_multiple": str(multiple),
+        "input": f"{INPUT_NAME}: (N, {num_frame}, 3, H, W) float32 RGB in [0, 1]; "
+                 f"frame {int(getattr(network, 'center_frame_idx', num_frame // 2))} is restored",
+        "output": f"{OUTPUT_NAME}: (N, 3, {scale}H, {scale}W) float32 RGB, about [0, 1] (clamp it)",
+        "spatial_padding": f"inside the graph: any H, W; padded to multiples of {multiple} by "
+                           f"replicating the last row/column, output cropped back",
+        "temporal_padding": "the caller's: at clip ends edvr enhance fills windows by "
+                            "reflection_circle (BasicSR's REDS tests)",
+        "precision": precision,
+        "opset": str(opset),
+        "producer": f"edvr {__version__} (edvr export), torch {torch.__version__}",
+    }
+    config = getattr(network, "config", None)
+    if config is not None:
+        metadata["edvr_config"] = json.dumps(config, sort_keys=True)
+    if source is not None:
+        metadata["source"] = str(source)
+    if source_path is not None and Path(source_path).is_file():
+        metadata["source_sha256"] = file_sha256(source_path)
+    return metadata
+
+
+@dataclass
+class ExportInfo:
+    """What `export_onnx` wrote."""
+
+    path: str
+    bytes: int
+    opset: int
+    precision: str
+    metadata: dict[str, str]
+    # (height, width) of each verification input -> max |ONNX Runtime - PyTorch|; empty if not verified
+    max_abs_diff: dict[str, float] = field(default_factory=dict)
+
+
+def example_sizes(size_multiple: int) -> list[tuple[int, int]]:
+    """Two (height, width) frame sizes for verification: one a multiple, one needing padding."""
+    base = max(8, size_multiple) * 2
+    return [(base + 2 * size_multiple, base + 4 * size_multiple), (base + 3, base + 2 * size_multiple + 5)]
+
+
+def _example_frames(num_frame: int, height: int, width: int, batch: int = 1) -> torch.Tensor:
+    """Deterministic (batch, num_frame, 3, h, w) frames in [0, 1]: a moving gradient plus noise."""
+    generator = torch.Generator().manual_seed(height * 1000 + width)
+    ys = torch.linspace(0, 1, height)[:, None]
+    xs = torch.linspace(0, 1, width)[None, :]
+    frames = [torch.stack([(xs * (1 + c) + ys + 0.05 * t) % 1 for c in range(3)]) for t in range(num_frame)]
+    clean = torch.stack(frames).expand(batch, -1, -1, -1, -1)
+    noise = 0.1 * torch.rand(clean.shape, generator=generator)
+    return (clean * 0.9 + noise).clamp(0, 1)
+
+
+def _trace_to_onnx(module: nn.Module, num_frame: int, size_multiple: int, opset: int) -> bytes:
+    height, width = example_sizes(size_multiple)[0]
+    example = _example_frames(num_frame, height, width)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        # the tracer's notes about Python values (the DCN's diverging-offset check, which is not
+        # part of the output) and the TorchScript exporter's deprecation notice
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=r".*will be removed.*")
+        try:
+            torch.onnx.export(
+                module, (example,), buffer, dynamo=False, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True,
+                dynamic_axes={INPUT_NAME: {0: "batch", 3: "height", 4: "width"},
+                              OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}})
+        except torch.onnx.errors.UnsupportedOperatorError as error:
+            first = str(error).strip().splitlines()[0]
+            raise ExportError(f"opset {opset}: {first}") from None
+    return buffer.getvalue()
+
+
+def verify_export(path: str | os.PathLike, reference: nn.Module, num_frame: int, size_multiple: int,
+                  precision: str = "fp32") -> dict[str, float]:
+    """Run the ONNX file in ONNX Runtime (CPU) and `reference` in PyTorch at two frame sizes.
+
+    Returns {"HxW": max |difference|}; raises ExportError above VERIFY_TOLERANCE[precision].
+    """
+    import numpy as np
+
+    from edvr_cli.onnx_model import cpu_session
+
+    session = cpu_session(path)
+    diffs = {}
+    for height, width in example_sizes(size_multiple):
+        frames = _example_frames(num_frame, height, width)
+        with torch.no_grad():
+            expected = reference(frames).float().numpy()
+        (got,) = session.run(None, {INPUT_NAME: frames.numpy()})
+        if got.shape != expected.shape:
+            raise ExportError(f"the exported graph returns {got.shape} for {width}x{height} frames, "
+                              f"PyTorch {expected.shape}")
+        diff = float(np.abs(got - expected).max())
+        diffs[f"{height}x{width}"] = diff
+        if not diff <= VERIFY_TOLERANCE[precision]:
+            raise ExportError(f"the exported graph differs from PyTorch by {diff:.3g} at {width}x{height} "
+                              f"(allowed {VERIFY_TOLERANCE[precision]:g}); nothing was written")
+    return diffs
+
+
+def export_onnx(network: nn.Module, path: str | os.PathLike, opset: int = MIN_OPSET, fp16: bool = False,
+                source: str | None = None, source_path: str | os.PathLike | None = None,
+                verify: bool = True, overwrite: bool = False) -> ExportInfo:
+    """Export an EDVR to an ONNX file, written to a temporary file and renamed when complete.
+
+    Args:
+        network: an EDVR with the pure-PyTorch DCN backend (torchvision's DCN does not export).
+        path: the .onnx file to write.
+        opset: ONNX opset, >= MIN_OPSET.
+        fp16: convolutions in float16 (float16 weights, half the file); input and output stay
+            float32 and the DCN's sampling stays float32 (see `half_convolutions`).
+        source, source_path: the model's name and checkpoint file, recorded in the metadata
+            (with the file's sha256).
+        verify: compare ONNX Runtime's output with PyTorch's at two sizes before renaming
+            (needs onnxruntime).
+        overwrite: replace an existing file.
+    """
+    import onnx
+
+    path = Path(path)
+    if opset < MIN_OPSET:
+        raise ExportError(f"--opset {opset} is too old: EDVR's deformable convolution needs GridSample, "
+                          f"opset {MIN_OPSET} or later")
+    from torch.onnx import _constants
+
+    max_opset = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET)
+    if opset > max_opset:
+        raise ExportError(f"--opset {opset}: this PyTorch ({torch.__version__}) exports opsets "
+                          f"{MIN_OPSET}..{max_opset}")
+    backends = {getattr(module, "backend", "pytorch") for module in network.modules()}
+    if "torchvision" in backends:
+        raise ExportError("only the pure-PyTorch DCN exports to ONNX; load the model with "
+                          "dcn_backend='pytorch' (the default)")
+    if path.exists() and not overwrite:
+        raise ExportError(f"{path}: exists; pass --overwrite to replace it")
+    if path.is_dir():
+        raise ExportError(f"{path}: is a folder; give a file name ending in .onnx")
+    if not path.parent.is_dir():
+        raise ExportError(f"{path.parent}: no such folder")
+
+    network = network.eval()
+    precision = "fp16" if fp16 else "fp32"
+    module = PaddedEDVR(half_convolutions(network) if fp16 else network).eval()
+    graph = onnx.load_from_string(_trace_to_onnx(module, module.num_frame, module.size_multiple, opset))
+    metadata = export_metadata(network, precision, opset, source, source_path)
+    for key, value in metadata.items():
+        graph.metadata_props.add(key=key, value=value)
+    graph.producer_name = "edvr"
+    graph.doc_string = (f"EDVR x{module.scale}: {metadata['input']} -> {metadata['output']}. "
+                        f"{metadata['spatial_padding']}.")
+    onnx.checker.check_model(graph)
+
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(handle)
+    try:
+        onnx.save(graph, tmp_name)
+        diffs = verify_export(tmp_name, module, module.num_frame, module.size_multiple, precision) if verify else {}
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600; a model is an ordinary file
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return ExportInfo(str(path), path.stat().st_size, opset, precision, metadata, diffs)
