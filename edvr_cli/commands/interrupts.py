@@ -10,6 +10,7 @@ process ended by that signal: 130 for SIGINT (Ctrl-C), 143 for SIGTERM, 129 for 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -75,6 +76,10 @@ def stop_on_signals(signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[list[in
     def handler(signum, frame):
         received.append(signum)
         if len(received) == 1:
+            # The exception can land inside any library call; objects it left half-built (an
+            # imageio writer, say) may complain from __del__ later. The run is ending: keep the
+            # one-line message the only output.
+            sys.unraisablehook = lambda unraisable: None
             raise Stopped(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in signals}

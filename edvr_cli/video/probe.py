@@ -197,9 +197,7 @@ def _parse_header(stderr: str) -> _Header:
         video = flagged[0] if flagged else candidates[0][0]
         if len(candidates) > 1:
             why = "the one flagged default" if flagged else "the first; none is flagged default"
-            others = ", ".join(f"#0:{fields['index']}" for fields, _ in candidates if fields is not video)
-            notes.append(f"{len(candidates)} video streams: restoring #0:{video['index']} ({why}); "
-                         f"{others} left out")
+            notes.append(f"{len(candidates)} video streams: restoring stream {video['index']} ({why})")
     return _Header(streams, duration, start, video, cover_art, notes)
 
 
