@@ -64,7 +64,7 @@ DEFAULT_ENCODERS = {
     ".avi": EncoderSettings("ffv1", None, None),
     ".nut": EncoderSettings("ffv1", None, None),
 }
-DEFAULT_ENCODER = EncoderSettings("libx265", 12, "medium")
+DEFAULT_ENCODER = EncoderSettings("libx265", 10, "medium")
 # Containers whose players want HEVC tagged hvc1 (QuickTime, iOS)
 _HVC1_CONTAINERS = (".mp4", ".m4v", ".mov")
 
