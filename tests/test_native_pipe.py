@@ -230,6 +230,9 @@ def test_containers_get_a_codec_they_hold(model, tmp_path):
     result = run(clip, "-o", tmp_path / "bad.webm", "--model", model, "--codec", "libx264")
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert "cannot hold libx264 video; use --codec libvpx-vp9" in result.output
+    result = run(clip, "-o", tmp_path / "fast.mp4", "--model", model, "--preset", "superduper")
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "--preset superduper: libx265 takes ultrafast, superfast" in result.output
     result = run(clip, "-o", tmp_path / "out.gif", "--model", model)
     assert result.exit_code == 1 and "GIF is not an output" in result.output  # output_files refuses it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv", "out.webm"]

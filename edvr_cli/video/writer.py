@@ -76,6 +76,11 @@ CONTAINER_CODECS = {
 }
 
 
+_X26X_SPEEDS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+X26X_PRESETS = {"libx264": _X26X_SPEEDS, "libx264rgb": _X26X_SPEEDS, "libx265": _X26X_SPEEDS}
+
+
 def resolve_encoder(settings: EncoderSettings, output_path: str | os.PathLike) -> EncoderSettings:
     """Fill what the user left unset with the container's defaults; refuse codecs it cannot hold."""
     suffix = Path(output_path).suffix.lower()
@@ -85,13 +90,16 @@ def resolve_encoder(settings: EncoderSettings, output_path: str | os.PathLike) -
                          f"use --codec {' or '.join(allowed[:3])} (or omit --codec), or another container")
     default = DEFAULT_ENCODERS.get(suffix, DEFAULT_ENCODER)
     if settings.codec is None:
-        return replace(settings, codec=default.codec,
-                       crf=settings.crf if settings.crf is not None else default.crf,
-                       preset=settings.preset if settings.preset is not None else default.preset)
+        settings = replace(settings, codec=default.codec,
+                           crf=settings.crf if settings.crf is not None else default.crf,
+                           preset=settings.preset if settings.preset is not None else default.preset)
     if settings.crf is None and settings.codec == default.codec:
         settings = replace(settings, crf=default.crf)
     if settings.preset is None and settings.codec == default.codec:
         settings = replace(settings, preset=default.preset)
+    speeds = X26X_PRESETS.get(settings.codec)
+    if speeds and settings.preset is not None and settings.preset not in speeds:
+        raise VideoError(f"--preset {settings.preset}: {settings.codec} takes {', '.join(speeds)}")
     return settings
 
 
