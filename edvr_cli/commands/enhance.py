@@ -46,9 +46,9 @@ _CRF_OPTION = re.compile(r"^\s+-crf\s+<(\w+)>.*\(from (\S+) to (\S+)\)", re.MULT
 
 def crf_range(codec: str) -> tuple[str, float, float | None] | None:
     """(value type "int"/"float", lowest, highest or None) of the encoder's -crf; None if it has none."""
-    from edvr_cli.video.writer import _encoder_help
+    from edvr_cli.video.encoders import encoder_help
 
-    match = _CRF_OPTION.search(_encoder_help(codec))
+    match = _CRF_OPTION.search(encoder_help(codec))
     if match is None:
         return None
     kind, low, high = match.groups()
