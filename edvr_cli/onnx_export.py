@@ -6,6 +6,10 @@ pads them to the network's size multiple (edge/replicate padding on the right an
 `EDVR.forward` does) and crops the output back, so a caller needs no padding of its own. The
 multiple is also stored in the metadata, for runtimes that want padded input anyway.
 
+Layout `nchw` is for VapourSynth's vs-mlrt, which feeds one 4-D tensor: the planes of its clips
+stacked as channels. There the input is `input` (N, 3T, H, W), frame-major (frame 0's R, G, B,
+then frame 1's, ...), reshaped to (N, T, 3, H, W) inside the graph.
+
 Why ONNX can express EDVR here: the deformable convolution (models/dcn.py) is plain PyTorch around
 `grid_sample`, which ONNX has as GridSample from opset 16 on; that is the lowest opset that works.
 
@@ -34,7 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 MIN_OPSET = 16  # GridSample (the DCN's bilinear sampling) first appears in opset 16
-INPUT_NAME = "frames"
+LAYOUTS = ("ntchw", "nchw")
+INPUT_NAMES = {"ntchw": "frames", "nchw": "input"}  # vs-mlrt's TensorRT backend names its input `input`
 OUTPUT_NAME = "restored"
 # largest |ONNX Runtime - PyTorch| accepted by verify_export; fp16 is checked against PyTorch
 # running the same fp16 convolutions, which ONNX Runtime's CPU provider computes in float32
@@ -54,17 +59,24 @@ class PaddedEDVR(nn.Module):
 
     Args:
         network: an EDVR (anything with `_forward_padded`, `size_multiple`, `scale`, `num_frame`).
+        layout: 'ntchw' (input (n, t, 3, h, w)) or 'nchw' (input (n, 3t, h, w), frame-major).
     """
 
-    def __init__(self, network: nn.Module):
+    def __init__(self, network: nn.Module, layout: str = "ntchw"):
         super().__init__()
+        if layout not in LAYOUTS:
+            raise ExportError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
         self.network = network
+        self.layout = layout
         self.size_multiple = int(network.size_multiple)
         self.scale = int(network.scale)
         self.num_frame = int(network.num_frame)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames: (n, t, c, h, w) float in [0, 1]. Returns (n, c, h * scale, w * scale)."""
+        """frames: (n, t, c, h, w) float in [0, 1] (or (n, t * c, h, w) with layout 'nchw').
+        Returns (n, c, h * scale, w * scale)."""
+        if self.layout == "nchw":
+            frames = frames.reshape(frames.shape[0], self.num_frame, -1, *frames.shape[2:])
         n, t, c, h, w = frames.shape
         multiple = self.size_multiple
         pad_h = (multiple - h % multiple) % multiple
@@ -114,7 +126,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def export_metadata(network: nn.Module, precision: str, opset: int, source: str | None = None,
-                    source_path: str | os.PathLike | None = None) -> dict[str, str]:
+                    source_path: str | os.PathLike | None = None, layout: str = "ntchw") -> dict[str, str]:
     """The key/value pairs stored in the ONNX file (ONNX allows strings only).
 
     `edvr enhance --model file.onnx` reads scale, num_frame and size_multiple back; the rest
@@ -125,13 +137,19 @@ def export_metadata(network: nn.Module, precision: str, opset: int, source: str 
     multiple = int(network.size_multiple)
     scale = int(network.scale)
     num_frame = int(network.num_frame)
+    centre = int(getattr(network, "center_frame_idx", num_frame // 2))
+    if layout == "nchw":
+        layout_text = (f"{INPUT_NAMES[layout]}: (N, {3 * num_frame}, H, W) float32 in [0, 1]: {num_frame} RGB "
+                       f"frames stacked as channels, frame-major (vs-mlrt: clips [t-{centre} .. t+{num_frame - 1 - centre}])")
+    else:
+        layout_text = f"{INPUT_NAMES[layout]}: (N, {num_frame}, 3, H, W) float32 RGB in [0, 1]"
     metadata = {
         "scale": str(scale),
         "num_frame": str(num_frame),
-        "center_frame_idx": str(int(getattr(network, "center_frame_idx", num_frame // 2))),
+        "center_frame_idx": str(centre),
         "size_multiple": str(multiple),
-        "input": f"{INPUT_NAME}: (N, {num_frame}, 3, H, W) float32 RGB in [0, 1]; "
-                 f"frame {int(getattr(network, 'center_frame_idx', num_frame // 2))} is restored",
+        "layout": layout,
+        "input": f"{layout_text}; frame {centre} of the window is restored",
         "output": f"{OUTPUT_NAME}: (N, 3, {scale}H, {scale}W) float32 RGB, about [0, 1] (clamp it)",
         "spatial_padding": f"inside the graph: any H, W; padded to multiples of {multiple} by "
                            f"replicating the last row/column, output cropped back",
@@ -181,9 +199,15 @@ def _example_frames(num_frame: int, height: int, width: int, batch: int = 1) -> 
     return (clean * 0.9 + noise).clamp(0, 1)
 
 
-def _trace_to_onnx(module: nn.Module, num_frame: int, size_multiple: int, opset: int) -> bytes:
-    height, width = example_sizes(size_multiple)[0]
-    example = _example_frames(num_frame, height, width)
+def _as_layout(frames: torch.Tensor, layout: str) -> torch.Tensor:
+    return frames.flatten(1, 2) if layout == "nchw" else frames
+
+
+def _trace_to_onnx(module: PaddedEDVR, opset: int) -> bytes:
+    height, width = example_sizes(module.size_multiple)[0]
+    example = _as_layout(_example_frames(module.num_frame, height, width), module.layout)
+    name = INPUT_NAMES[module.layout]
+    axes = {0: "batch", 2: "height", 3: "width"} if module.layout == "nchw" else {0: "batch", 3: "height", 4: "width"}
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         # the tracer's notes about Python values (the DCN's diverging-offset check, which is not
@@ -196,17 +220,15 @@ def _trace_to_onnx(module: nn.Module, num_frame: int, size_multiple: int, opset:
         try:
             torch.onnx.export(
                 module, (example,), buffer, dynamo=False, opset_version=opset,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True,
-                dynamic_axes={INPUT_NAME: {0: "batch", 3: "height", 4: "width"},
-                              OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}})
+                input_names=[name], output_names=[OUTPUT_NAME], do_constant_folding=True,
+                dynamic_axes={name: axes, OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}})
         except torch.onnx.errors.UnsupportedOperatorError as error:
             first = str(error).strip().splitlines()[0]
             raise ExportError(f"opset {opset}: {first}") from None
     return buffer.getvalue()
 
 
-def verify_export(path: str | os.PathLike, reference: nn.Module, num_frame: int, size_multiple: int,
-                  precision: str = "fp32") -> dict[str, float]:
+def verify_export(path: str | os.PathLike, reference: PaddedEDVR, precision: str = "fp32") -> dict[str, float]:
     """Run the ONNX file in ONNX Runtime (CPU) and `reference` in PyTorch at two frame sizes.
 
     Returns {"HxW": max |difference|}; raises ExportError above VERIFY_TOLERANCE[precision].
@@ -217,11 +239,11 @@ def verify_export(path: str | os.PathLike, reference: nn.Module, num_frame: int,
 
     session = cpu_session(path)
     diffs = {}
-    for height, width in example_sizes(size_multiple):
-        frames = _example_frames(num_frame, height, width)
+    for height, width in example_sizes(reference.size_multiple):
+        frames = _as_layout(_example_frames(reference.num_frame, height, width), reference.layout)
         with torch.no_grad():
             expected = reference(frames).float().numpy()
-        (got,) = session.run(None, {INPUT_NAME: frames.numpy()})
+        (got,) = session.run(None, {INPUT_NAMES[reference.layout]: frames.numpy()})
         if got.shape != expected.shape:
             raise ExportError(f"the exported graph returns {got.shape} for {width}x{height} frames, "
                               f"PyTorch {expected.shape}")
@@ -235,7 +257,7 @@ def verify_export(path: str | os.PathLike, reference: nn.Module, num_frame: int,
 
 def export_onnx(network: nn.Module, path: str | os.PathLike, opset: int = MIN_OPSET, fp16: bool = False,
                 source: str | None = None, source_path: str | os.PathLike | None = None,
-                verify: bool = True, overwrite: bool = False) -> ExportInfo:
+                verify: bool = True, overwrite: bool = False, layout: str = "ntchw") -> ExportInfo:
     """Export an EDVR to an ONNX file, written to a temporary file and renamed when complete.
 
     Args:
@@ -249,6 +271,8 @@ def export_onnx(network: nn.Module, path: str | os.PathLike, opset: int = MIN_OP
         verify: compare ONNX Runtime's output with PyTorch's at two sizes before renaming
             (needs onnxruntime).
         overwrite: replace an existing file.
+        layout: 'ntchw' (input `frames` (N, T, 3, H, W)) or 'nchw' (input `input` (N, 3T, H, W),
+            for vs-mlrt).
     """
     import onnx
 
@@ -275,9 +299,11 @@ def export_onnx(network: nn.Module, path: str | os.PathLike, opset: int = MIN_OP
 
     network = network.eval()
     precision = "fp16" if fp16 else "fp32"
-    module = PaddedEDVR(half_convolutions(network) if fp16 else network).eval()
-    graph = onnx.load_from_string(_trace_to_onnx(module, module.num_frame, module.size_multiple, opset))
-    metadata = export_metadata(network, precision, opset, source, source_path)
+    if layout not in LAYOUTS:
+        raise ExportError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    module = PaddedEDVR(half_convolutions(network) if fp16 else network, layout).eval()
+    graph = onnx.load_from_string(_trace_to_onnx(module, opset))
+    metadata = export_metadata(network, precision, opset, source, source_path, layout)
     for key, value in metadata.items():
         graph.metadata_props.add(key=key, value=value)
     graph.producer_name = "edvr"
@@ -289,7 +315,7 @@ def export_onnx(network: nn.Module, path: str | os.PathLike, opset: int = MIN_OP
     os.close(handle)
     try:
         onnx.save(graph, tmp_name)
-        diffs = verify_export(tmp_name, module, module.num_frame, module.size_multiple, precision) if verify else {}
+        diffs = verify_export(tmp_name, module, precision) if verify else {}
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600; a model is an ordinary file

@@ -77,10 +77,11 @@ class OnnxEDVR(nn.Module):
             raise OnnxModelError(f"{path}: metadata scale/num_frame/size_multiple are not integers") from None
         self.metadata = metadata
         inputs = self._sessions["cpu"].get_inputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 5:
-            raise OnnxModelError(f"{path}: expected one 5-D input (N, T, 3, H, W), "
+        if len(inputs) != 1 or len(inputs[0].shape) not in (4, 5):
+            raise OnnxModelError(f"{path}: expected one input, (N, T, 3, H, W) or (N, 3T, H, W), "
                                  f"got {[(i.name, i.shape) for i in inputs]}")
         self.input_name = inputs[0].name
+        self.flat_frames = len(inputs[0].shape) == 4  # `edvr export --layout nchw` (vs-mlrt)
         self.strength = 1.0
         # an empty buffer, so that .to(device) tells forward where the caller keeps its tensors
         self.register_buffer("device_marker", torch.empty(0), persistent=False)
@@ -122,7 +123,10 @@ class OnnxEDVR(nn.Module):
             raise OnnxModelError("an ONNX model runs in the precision it was exported in: use "
                                  "--precision fp32 (and `edvr export --fp16` for fp16 convolutions)")
         session = self._session_for(device)
-        array = frames.detach().to("cpu", torch.float32).contiguous().numpy()
+        array = frames.detach().to("cpu", torch.float32)
+        if self.flat_frames:
+            array = array.flatten(1, 2)  # (n, t * 3, h, w), frame-major
+        array = array.contiguous().numpy()
         (restored,) = session.run(None, {self.input_name: array})
         out = torch.from_numpy(restored).to(device=device, dtype=torch.float32)
         if self.strength != 1:

@@ -165,6 +165,20 @@ def test_fp16_export_halves_the_convolutions(tmp_path, frames):
     assert np.abs(real_fp16 - fp32).max() < 2 / 255
 
 
+def test_nchw_layout_for_vapoursynth(tmp_path, frames):
+    """--layout nchw: one (N, 3T, H, W) input named `input`, as vs-mlrt stacks its clips' planes."""
+    network = load_enhance_model("builtin-qe").network
+    path = tmp_path / "qe_nchw.onnx"
+    export_onnx(network, path, layout="nchw", verify=False)
+    (graph_input,) = onnx.load(path).graph.input
+    dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    assert graph_input.name == "input" and dims == ["batch", 9, "height", "width"]
+    x = windows(frames, 3, 40, 54, top=20, left=30)
+    (got,) = cpu_session(path).run(None, {"input": x.flatten(1, 2).numpy()})  # frame-major channels
+    assert np.abs(got - torch_run(network, x)).max() < TOLERANCE
+    assert np.array_equal(load_onnx_model(path)(x).numpy(), got)  # enhance --model flattens windows itself
+
+
 # --- errors ------------------------------------------------------------------------------------
 
 def test_export_errors_are_one_line_and_write_nothing(tmp_path):

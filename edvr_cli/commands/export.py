@@ -24,18 +24,21 @@ import click
 @click.option("--opset", type=click.IntRange(min=1), default=None,
               help="ONNX opset.  [default: 16, the lowest with GridSample, which the deformable "
                    "convolution needs]")
+@click.option("--layout", type=click.Choice(["ntchw", "nchw"]), default="ntchw", show_default=True,
+              help="ntchw: input `frames` (N, T, 3, H, W). nchw: input `input` (N, 3T, H, W), the T frames' "
+                   "RGB planes stacked frame-major, as VapourSynth's vs-mlrt feeds its clips.")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Compare ONNX Runtime's output with PyTorch's at two frame sizes before writing "
                    "(needs onnxruntime).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written (path, size, metadata) as JSON.")
 def command(model: str | None, weights: str | None, cache_dir: Path | None, output_path: Path, fp16: bool,
-            opset: int | None, verify: bool, overwrite: bool, as_json: bool) -> None:
+            opset: int | None, layout: str, verify: bool, overwrite: bool, as_json: bool) -> None:
     """Export MODEL to an ONNX file that runs without PyTorch.
 
     The graph takes `frames` (N, T, 3, H, W) float32 RGB in [0, 1] and returns `restored`
     (N, 3, scale*H, scale*W); N, H and W are dynamic, and the graph pads H and W to the model's
-    size multiple itself. The file's metadata holds scale, frames (T), centre frame, size
+    size multiple itself. With --layout nchw the input is `input` (N, 3T, H, W) instead. The file's metadata holds scale, frames (T), centre frame, size
     multiple, padding and the source checkpoint's sha256. Run it with
     `edvr enhance clip.mp4 -o out.mkv --model model.onnx`, or in ONNX Runtime (see README).
 
@@ -44,6 +47,7 @@ def command(model: str | None, weights: str | None, cache_dir: Path | None, outp
       edvr export --model builtin-sr4 -o edvr_sr4.onnx
       edvr export --model EDVR_M_x4_SR_REDS_official -o edvr_m.onnx --fp16
       edvr export --model small --weights runs/small/best.pth -o small.onnx
+      edvr export --model builtin-qe -o qe_vsmlrt.onnx --layout nchw    # for vs-mlrt
     """
     from edvr_cli.model_choice import load_enhance_model
 
@@ -69,7 +73,8 @@ def command(model: str | None, weights: str | None, cache_dir: Path | None, outp
     try:
         loaded = load_enhance_model(model, weights, cache_dir, progress=not as_json)
         info = export_onnx(loaded.network, output_path, opset=opset or MIN_OPSET, fp16=fp16,
-                           source=loaded.name, source_path=loaded.path, verify=verify, overwrite=overwrite)
+                           source=loaded.name, source_path=loaded.path, verify=verify, overwrite=overwrite,
+                           layout=layout)
     except (ValueError, OSError) as error:
         raise click.ClickException(_one_line(error)) from None
     if as_json:
