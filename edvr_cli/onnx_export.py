@@ -225,6 +225,9 @@ def _trace_to_onnx(module: PaddedEDVR, opset: int) -> bytes:
         except torch.onnx.errors.UnsupportedOperatorError as error:
             first = str(error).strip().splitlines()[0]
             raise ExportError(f"opset {opset}: {first}") from None
+        except Exception as error:  # the exporter's own failures, one line rather than a traceback
+            lines = str(error).strip().splitlines()
+            raise ExportError(f"PyTorch's ONNX exporter failed: {lines[0] if lines else type(error).__name__}") from None
     return buffer.getvalue()
 
 

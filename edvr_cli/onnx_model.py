@@ -127,7 +127,15 @@ class OnnxEDVR(nn.Module):
         if self.flat_frames:
             array = array.flatten(1, 2)  # (n, t * 3, h, w), frame-major
         array = array.contiguous().numpy()
-        (restored,) = session.run(None, {self.input_name: array})
+        try:
+            (restored,) = session.run(None, {self.input_name: array})
+        except Exception as error:  # onnxruntime's Fail, InvalidArgument, RuntimeException, ...
+            lines = str(error).strip().splitlines()
+            first = lines[0] if lines else type(error).__name__
+            if "allocate" in first.lower() or "out of memory" in first.lower():
+                # the text ModelRunner recognises: it runs the windows again in smaller tiles
+                raise RuntimeError(f"out of memory in ONNX Runtime ({first})") from None
+            raise OnnxModelError(f"ONNX Runtime failed on {tuple(frames.shape)} input: {first}") from None
         out = torch.from_numpy(restored).to(device=device, dtype=torch.float32)
         if self.strength != 1:
             centre = frames[:, self.center_frame_idx].to(torch.float32)

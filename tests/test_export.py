@@ -275,6 +275,33 @@ def test_enhance_x4_with_strength_and_tiles_matches_pytorch(exported, frames, tm
     assert max(np.abs(a - b).max() for a, b in zip(by_onnx, by_torch)) <= 1
 
 
+def test_onnx_runtime_out_of_memory_makes_the_runner_retry_with_smaller_tiles(exported, frames):
+    from edvr_cli.inference import ModelRunner
+
+    model = load_onnx_model(exported["builtin-qe"][0])
+    real_session = model._sessions["cpu"]
+
+    class SmallMemorySession:  # fails like ONNX Runtime on more than 48 px: whole 64x60 frames
+        def run(self, outputs, feed):
+            if max(next(iter(feed.values())).shape[-2:]) > 48:  # (32 px tiles + 8 px margins pass)
+                raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory")
+            return real_session.run(outputs, feed)
+
+    model._sessions["cpu"] = SmallMemorySession()
+    notes = []
+    runner = ModelRunner(model, "cpu", tile_overlap=8, notify=notes.append)
+    x = windows(frames, 3, 60, 64)
+    out = runner.restore(x)
+    assert runner.tile == 32 and len(notes) == 1 and "32 px tiles" in notes[0]
+    model._sessions["cpu"] = real_session
+    expected = ModelRunner(load_enhance_model("builtin-qe").network, "cpu", tile=32, tile_overlap=8).restore(x)
+    assert np.abs(out.numpy() - expected.numpy()).max() < TOLERANCE  # the same tiles as PyTorch
+    model._sessions["cpu"] = type("Broken", (), {"run": lambda self, o, f: (_ for _ in ()).throw(
+        RuntimeError("[ONNXRuntimeError] : 1 : FAIL : something else\nmore"))})()
+    with pytest.raises(ValueError, match="ONNX Runtime failed on .*something else$"):
+        model(x)
+
+
 def test_onnx_model_is_a_module_the_runner_can_move_and_copy(exported):
     import copy
 

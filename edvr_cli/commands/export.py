@@ -15,12 +15,13 @@ import click
                    "or a preset name with --weights.  [default: builtin-qe]")
 @click.option("--weights", default=None, help="Checkpoint for a preset name given as --model.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Download cache for model names.  [default: $EDVR_CACHE_DIR, else ~/.cache/edvr]")
+              help="Download cache for model names.  [default: $EDVR_CACHE_DIR, else "
+                   "$XDG_CACHE_HOME/edvr, else ~/.cache/edvr]")
 @click.option("-o", "--output", "output_path", required=True, type=click.Path(path_type=Path),
               help="The .onnx file to write.")
 @click.option("--fp16", is_flag=True,
-              help="Convolutions in float16 (half the file; for GPUs and TensorRT). Input and output "
-                   "stay float32; the deformable sampling stays float32.")
+              help="Convolutions in float16, weights too (a smaller file; for GPUs and TensorRT). "
+                   "Input and output stay float32; the deformable sampling stays float32.")
 @click.option("--opset", type=click.IntRange(min=1), default=None,
               help="ONNX opset.  [default: 16, the lowest with GridSample, which the deformable "
                    "convolution needs]")
