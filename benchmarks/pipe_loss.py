@@ -7,7 +7,7 @@ change is not applied: what is lost is the pipe's) and `--strength 1` for the re
 scored by `edvr eval`'s library (RGB PSNR against the ground truth, minus the input's own).
 
     python benchmarks/pipe_loss.py --footage FOLDER --clips bikes,bigbuckbunny --frames 30 --work /tmp/pl
-    python benchmarks/pipe_loss.py ... --configs default,ffv1,png --strengths 0,1
+    python benchmarks/pipe_loss.py ... --configs default,ffv1,png --strengths 0,1 [--reuse]
 
 FOLDER holds the source videos by stem (see models/weights/README.md for where each comes from).
 Prints a Markdown table and writes results JSON to WORK/pipe_loss.json.
@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--strengths", default="0")
     parser.add_argument("--model", default="builtin-qe")
+    parser.add_argument("--reuse", action="store_true", help="score outputs already in WORK instead of remaking them")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -84,9 +85,10 @@ def main() -> None:
             for strength in args.strengths.split(","):
                 out = args.work / f"{stem}_{config}_s{strength}{suffix}"
                 started = time.perf_counter()
-                subprocess.run([sys.executable, "-c", "from edvr_cli.cli import main; main()", "enhance", str(lq), "-o", str(out),
-                                "--model", args.model, "--strength", strength, "--overwrite", "--quiet", *extra],
-                               check=True)
+                if not (args.reuse and out.exists()):
+                    subprocess.run([sys.executable, "-c", "from edvr_cli.cli import main; main()", "enhance", str(lq), "-o", str(out),
+                                    "--model", args.model, "--strength", strength, "--overwrite", "--quiet", *extra],
+                                   check=True)
                 seconds = time.perf_counter() - started
                 scored = evaluate(gt, out)
                 rows.append({"clip": stem, "config": config, "strength": float(strength),

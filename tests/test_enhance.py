@@ -479,7 +479,7 @@ def test_summary_line_and_help(files, tmp_path):
     help_text = run("--help").output
     assert "Examples:" in help_text and "[default: reflection_circle]" in help_text
     flat = " ".join(help_text.split())
-    assert "variable frame rate" in flat and "bit for bit" in flat and "libx265 at --crf 10" in flat
+    assert "variable frame rate" in flat and "bit for bit" in flat and "libx265 at --crf 8" in flat
 
 
 def test_preset_with_weights(tmp_path):

@@ -88,7 +88,7 @@ def test_ten_bit_in_ten_bit_out_with_the_default_encoder(model, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["pix_fmt"] == "yuv420p10le"
-    assert summary["encoder"] == {"codec": "libx265", "crf": 10, "preset": "medium", "pix_fmt": "yuv420p10le"}
+    assert summary["encoder"] == {"codec": "libx265", "crf": 8, "preset": "medium", "pix_fmt": "yuv420p10le"}
     info = probe(tmp_path / "out.mp4")
     assert (info.pix_fmt, info.bit_depth, info.num_frames) == ("yuv420p10le", 10, 4)
 

@@ -119,13 +119,13 @@ def check_crf(crf: float, codec: str) -> None:
                    "over-processed.")
 @click.option("--codec", default=None,
               help="ffmpeg video encoder, e.g. libx265, libx264, ffv1 (lossless), libsvtav1, libvpx-vp9.  "
-                   "[default: libx265 at --crf 10 for .mp4/.mkv/.mov (loses about 0.01-0.03 dB when "
+                   "[default: libx265 at --crf 8 for .mp4/.mkv/.mov (loses about 0.01 dB when "
                    "re-encoding compressed footage, see benchmarks/README.md), libvpx-vp9 for .webm, "
                    "ffv1 for .avi/.nut]")
 @click.option("--crf", type=float, default=None,
               help="Constant rate factor (lower = better, bigger): 0-51 for libx264/libx265, 0-63 for "
                    "libvpx-vp9/libaom-av1/libsvtav1; an encoder without one refuses it.  "
-                   "[default: the container's default codec's, e.g. 10 for libx265]")
+                   "[default: the container's default codec's, e.g. 8 for libx265]")
 @click.option("--preset", default=None,
               help="Encoder speed preset for encoders that have one (ultrafast ... veryslow).  "
                    "[default: medium for libx265]")

@@ -48,7 +48,7 @@ DEFAULT_ENCODERS = {
     ".avi": EncoderSettings("ffv1", None, None),
     ".nut": EncoderSettings("ffv1", None, None),
 }
-DEFAULT_ENCODER = EncoderSettings("libx265", 10, "medium")
+DEFAULT_ENCODER = EncoderSettings("libx265", 8, "medium")
 
 
 # Containers that hold only some video codecs (others fail deep inside ffmpeg's muxer)
