@@ -1,12 +1,7 @@
 """Turn `--gt` / `--pred` / `--lq` paths into clips of frames and pair them for scoring.
 
-A source path is one of:
-- a folder of image frames            -> one clip (frames in natural name order);
-- a single image file                 -> one clip of one frame;
-- a video file                        -> one clip (frames in decode order);
-- a folder of clip sub-folders and/or video files (REDS / LDV layout) -> one clip per entry,
-  named by the sub-folder name or the video's stem. (A folder holding both frames and clip
-  folders is refused as ambiguous; other stray files beside clip folders are not clips.)
+A source path is laid out as `clip_layout` says (the layout `edvr train` reads too): a folder
+of frames, one image, one video, or a folder of clip folders and/or videos.
 
 Pairing: two single-clip sources pair with each other whatever their names; two folders of
 clips pair by clip name. Within a clip, frames pair by position in sorted order (names
@@ -20,7 +15,6 @@ maths `edvr enhance` uses), so a restored video and its input are converted the 
 
 from __future__ import annotations
 
-import re
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
@@ -29,21 +23,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from edvr_cli.image_io import IMAGE_SUFFIXES, ImageFolderError, list_image_files, read_image
+from edvr_cli.clip_layout import ClipLayoutError, clip_frames, find_clips, is_image_file, natural_key
+from edvr_cli.image_io import ImageFolderError, list_image_files, read_image
 from edvr_cli.video import VideoError, VideoInfo, probe
-from edvr_cli.video.rgb_frames import RgbFrameReader as FrameReader
-
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".y4m", ".ts", ".mts", ".flv",
-                  ".mpg", ".mpeg", ".wmv", ".nut", ".mxf", ".3gp", ".hevc", ".h265", ".h264",
-                  ".264", ".265")
-
 
 class FrameSourceError(ValueError):
     """A source path that cannot be read, or sources that do not pair frame for frame."""
-
-
-def _natural_key(name: str) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 # ---------------------------------------------------------------- video
@@ -58,8 +43,8 @@ def _probe(path: Path, option: str) -> VideoInfo:
 def _read_video_frames(info: VideoInfo) -> Iterator[np.ndarray]:
     """Every frame of the video as (h, w, 3) uint8 RGB; closing the generator stops ffmpeg."""
     try:
-        with FrameReader(info.path, info) as reader:
-            yield from reader
+        with closing(clip_frames(info.path, info)) as frames:
+            yield from frames
     except VideoError as error:
         raise FrameSourceError(str(error)) from error
 
@@ -141,52 +126,26 @@ class Source:
     is_collection: bool
 
 
-def _is_hidden(path: Path) -> bool:
-    return path.name.startswith(".")
-
-
 def open_source(path: str | Path, option: str = "--gt") -> Source:
-    """Resolve a source path into its clips (see the module docstring for the layouts).
+    """Resolve a source path into its clips (the layouts of `clip_layout`).
 
     Args:
         path: folder of frames, image file, video file, or folder of clip folders/videos.
         option: the option name used in error messages.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FrameSourceError(f"{option}: no such file or folder: {path}")
-    if path.is_file():
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            return Source(option, path, (Clip(path.stem, path, (path,)),), is_collection=False)
-        return Source(option, path, (Clip(path.stem, path, video=_probe(path, option)),),
-                      is_collection=False)
-    images = list_image_files(path)
-    if images:
-        clip_folders = [entry for entry in sorted(path.iterdir(), key=lambda p: _natural_key(p.name))
-                        if entry.is_dir() and not _is_hidden(entry) and list_image_files(entry)]
-        if clip_folders:  # which one was meant is a guess: refuse rather than drop either
-            raise FrameSourceError(f"{option}: {path} holds both image frames and clip folders "
-                                   f"('{clip_folders[0].name}'); give a single clip or a folder of clips")
-        return Source(option, path, (Clip(path.name, path, tuple(images)),), is_collection=False)
-    clips: dict[str, Clip] = {}
-    for entry in sorted(path.iterdir(), key=lambda p: _natural_key(p.name)):
-        if _is_hidden(entry):
-            continue
-        if entry.is_dir():
-            files = list_image_files(entry)
-            if not files:
-                raise FrameSourceError(f"{option}: clip folder {entry} holds no image frames")
-            clip = Clip(entry.name, entry, tuple(files))
-        elif entry.suffix.lower() in VIDEO_SUFFIXES:
-            clip = Clip(entry.stem, entry, video=_probe(entry, option))
+    try:
+        layout = find_clips(path, option)
+    except ClipLayoutError as error:
+        raise FrameSourceError(str(error)) from None
+    clips = []
+    for name, clip_path in layout.clips.items():
+        if clip_path.is_dir():
+            clips.append(Clip(name, clip_path, tuple(list_image_files(clip_path))))
+        elif is_image_file(clip_path):
+            clips.append(Clip(name, clip_path, (clip_path,)))
         else:
-            continue  # stray files (notes, meta info) beside clip folders are not clips
-        if clip.name in clips:
-            raise FrameSourceError(f"{option}: two clips named '{clip.name}' in {path}")
-        clips[clip.name] = clip
-    if not clips:
-        raise FrameSourceError(f"{option}: {path} holds no image frames, clip folders or video files")
-    return Source(option, path, tuple(clips.values()), is_collection=True)
+            clips.append(Clip(name, clip_path, video=_probe(clip_path, option)))
+    return Source(option, layout.path, tuple(clips), layout.is_collection)
 
 
 # ---------------------------------------------------------------- pairing
@@ -229,7 +188,7 @@ def _match_clips(reference: Source, other: Source) -> list[Clip]:
     reference_names = {clip.name for clip in reference.clips}
     missing = [clip.name for clip in reference.clips if clip.name not in other_by_name]
     extra = [clip.name for clip in other.clips if clip.name not in reference_names]
-    first = sorted(missing + extra, key=_natural_key)[:1]
+    first = sorted(missing + extra, key=natural_key)[:1]
     if first:
         name = first[0]
         has, lacks = (reference, other) if name in missing else (other, reference)

@@ -23,9 +23,10 @@ class ImageFolderError(ValueError):
     """A folder that should hold frames does not, or a frame cannot be read."""
 
 
-def _natural_key(path: Path) -> list:
-    # "frame10" sorts after "frame9", as people number frames.
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+def natural_key(name: str) -> list:
+    """Sort key of file and clip names: "frame10" after "frame9", as people number frames;
+    case-insensitive. The one order of frames and clips (`clip_layout` sorts clips by it)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 def list_image_files(folder: str | Path) -> list[Path]:
@@ -34,7 +35,7 @@ def list_image_files(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         raise ImageFolderError(f"{folder}: not a folder")
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(files, key=_natural_key)
+    return sorted(files, key=lambda path: natural_key(path.name))
 
 
 def to_rgb_uint8(image: np.ndarray) -> np.ndarray:

@@ -14,10 +14,11 @@ clamped to the nearest end frame, so every window is valid for every clip length
 from __future__ import annotations
 
 PADDING_MODES = ("replicate", "reflection", "reflection_circle", "circle")
+DEFAULT_PADDING = "reflection_circle"  # BasicSR's and MMEditing's REDS tests
 WINDOW_SIZES = (3, 5, 7, 9)
 
 
-def window_indices(frame_idx: int, num_frames: int, window: int, padding: str = "reflection_circle") -> list[int]:
+def window_indices(frame_idx: int, num_frames: int, window: int, padding: str = DEFAULT_PADDING) -> list[int]:
     """Input frame indices, in time order, for output frame `frame_idx` of a `num_frames` clip."""
     if padding not in PADDING_MODES:
         raise ValueError(f"unknown padding {padding!r}; choose one of {', '.join(PADDING_MODES)}")

@@ -26,6 +26,16 @@ def test_seed_presets_match_the_seed_runs():
         assert {k: v for k, v in config.model_kwargs().items() if k in MODEL_PRESETS[name]} == MODEL_PRESETS[name]
 
 
+def test_one_table_of_networks_and_of_preset_names():
+    from edvr_cli.commands.train import PRESET_NAMES
+
+    assert PRESET_NAMES == tuple(PRESETS)
+    for name, network in MODEL_PRESETS.items():  # the training presets start from models.PRESETS
+        assert {k: v for k, v in PRESETS[name].items() if k in network} == network
+    assert {k: PRESETS["edvr-m-wotsa"][k] for k in MODEL_PRESETS["edvr-m"]} == \
+        dict(MODEL_PRESETS["edvr-m"], with_tsa=False)
+
+
 def test_basicsr_presets_match_the_published_options():
     m, l = resolve_config("edvr-m-wotsa"), resolve_config("edvr-l-wotsa")
     assert m.periods == l.periods == (150_000,) * 4

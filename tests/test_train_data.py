@@ -12,7 +12,8 @@ from edvr_cli.metrics import psnr
 from edvr_cli.train.config import resolve_config
 from edvr_cli.train.data import (DataError, FolderPairClip, PatchDataset, augment_frames, find_clips, load_clips,
                                  make_loader, sample_frame_indices)
-from edvr_cli.train.degrade import Degradation, bicubic_downsample, cache_key, prepare_clip, source_frames
+from edvr_cli.clip_layout import clip_frames
+from edvr_cli.train.degrade import Degradation, bicubic_downsample, cache_key, prepare_clip
 from tests.clips import make_clip
 
 
@@ -28,7 +29,7 @@ def test_lossless_x265_round_trip_is_exact(clip_path, tmp_path):
     cached = prepare_clip("clip", clip_path, Degradation("compress", x265_params="lossless=1"), tmp_path, False)
     assert cached.gt_shape == cached.lq_shape == (6, 48, 64, 3)
     assert np.array_equal(cached.gt(), cached.lq())
-    assert np.array_equal(cached.gt(), np.stack(list(source_frames(clip_path))))
+    assert np.array_equal(cached.gt(), np.stack(list(clip_frames(clip_path))))
 
 
 def test_compress_is_cached_and_reused(clip_path, tmp_path, monkeypatch):
@@ -81,8 +82,11 @@ def test_find_clips_layouts(clip_path, tmp_path):
     (tmp_path / "root" / "notes.txt").write_text("not a clip")
     assert list(find_clips(tmp_path / "root")) == ["000", "011"]
     assert find_clips(tmp_path / "root" / "000") == {"000": tmp_path / "root" / "000"}
-    with pytest.raises(DataError, match="holds no frames"):
+    with pytest.raises(DataError, match="clip folder .*root holds no image frames"):  # as edvr eval
         find_clips(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no image frames, clip folders or video files"):
+        find_clips(tmp_path / "empty")
 
 
 def _paired_root(tmp_path, num_clips=2, num_frames=5, size=(24, 32)):

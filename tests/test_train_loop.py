@@ -15,7 +15,7 @@ from edvr_cli.cli import main
 from edvr_cli.image_io import write_png
 from edvr_cli.train.checkpointing import load_init_weights, read_training_checkpoint
 from edvr_cli.train.config import resolve_config, resume_config
-from edvr_cli.train.degrade import source_frames
+from edvr_cli.clip_layout import clip_frames
 from edvr_cli.train.loop import (TrainingError, charbonnier_loss, pixel_loss, resolve_amp, start_at_identity, train,
                                  with_input_colour)
 from edvr_cli.train.runlog import read_log
@@ -27,7 +27,7 @@ from tests.clips import make_clip
 def dark_clip(tmp_path_factory):
     """A 32x32, 4-frame testsrc2 clip as ground truth; input = the frames at 60% brightness."""
     root = tmp_path_factory.mktemp("dark")
-    frames = list(source_frames(make_clip(root / "clip.mkv", 32, 32, 4)))
+    frames = list(clip_frames(make_clip(root / "clip.mkv", 32, 32, 4)))
     for side, scale in (("gt", 1.0), ("lq", 0.6)):
         (root / side / "clip").mkdir(parents=True)
         for idx, frame in enumerate(frames):

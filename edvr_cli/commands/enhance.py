@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from edvr_cli.commands.interrupts import Interrupted, interrupted_message, signum_of, stop_on_signals
-from edvr_cli.windows import PADDING_MODES, WINDOW_SIZES
+from edvr_cli.windows import DEFAULT_PADDING, PADDING_MODES, WINDOW_SIZES
 
 MAX_FPS = 1000
 DEFAULT_FOLDER_FPS = "25"
@@ -93,7 +93,7 @@ def check_crf(crf: float, codec: str) -> None:
                    "$XDG_CACHE_HOME/edvr, else ~/.cache/edvr]")
 @click.option("--frames", "window", type=click.Choice([str(size) for size in WINDOW_SIZES]), default=None,
               help="Frames per temporal window. Must equal the model's own count (the default).")
-@click.option("--padding", type=click.Choice(PADDING_MODES), default="reflection_circle",
+@click.option("--padding", type=click.Choice(PADDING_MODES), default=DEFAULT_PADDING,
               show_default=True,
               help="How windows are filled at the clip's ends (BasicSR's modes; its REDS tests use "
                    "reflection_circle, its deblur tests replicate).")

@@ -9,7 +9,10 @@ import click
 
 from edvr_cli.commands.interrupts import (STOP_SIGNALS, Interrupted, interrupted_message, signals_seen, signum_of,
                                           stop_on_signals)
+from edvr_cli.windows import DEFAULT_PADDING, PADDING_MODES
 
+# train.config.PRESETS' names (a test holds them equal): importing the table here would import
+# torch (models/) for `edvr train --help`.
 PRESET_NAMES = ("small", "large", "edvr-m-wotsa", "edvr-l-wotsa", "edvr-m", "edvr-l", "tiny")
 
 
@@ -63,8 +66,8 @@ FIELD_NAMES = {"frames": "num_frame", "blocks": "num_reconstruct_block", "extrac
 @click.option("--val-clips", type=NameList(), help="Clip names held out for validation, comma-separated.")
 @click.option("--val-frames", type=click.IntRange(min=0), help="Validate on the first N frames of each "
                                                               "clip (0 = all).  [default: 0]")
-@click.option("--val-padding", type=click.Choice(["replicate", "reflection", "reflection_circle", "circle"]),
-              help="Temporal padding at clip ends in validation.  [default: reflection_circle]")
+@click.option("--val-padding", type=click.Choice(PADDING_MODES),
+              help=f"Temporal padding at clip ends in validation.  [default: {DEFAULT_PADDING}]")
 @click.option("--patch", type=click.IntRange(min=1), help="Ground-truth patch side in pixels.")
 @click.option("--batch", type=click.IntRange(min=1), help="Patches per GPU (per process) per step.")
 @click.option("--intervals", type=NumberList(int), help="Temporal strides to draw from, e.g. 1,2 "
@@ -170,7 +173,7 @@ def _train(preset: str, print_config: bool, progress: bool, options: dict):
     from edvr_cli.train.data import DataError
     from edvr_cli.train.degrade import DegradeError
     from edvr_cli.train.loop import TrainingError, train
-
+    
     overrides = {FIELD_NAMES.get(key, key): value for key, value in options.items() if value is not None}
     for key in ("gt", "lq", "cache_dir", "out", "init", "resume"):
         if key in overrides:

@@ -36,7 +36,7 @@ from edvr_cli.inference import ModelRunner, choose_device
 from edvr_cli.model_choice import LoadedModel
 from edvr_cli.output_files import check_paths, claim_output, is_folder_output
 from edvr_cli.video import EncoderSettings, Frame, VideoError, resolve_encoder
-from edvr_cli.windows import WINDOW_SIZES
+from edvr_cli.windows import DEFAULT_PADDING, WINDOW_SIZES
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class EnhanceSettings:
     """
 
     window: int | None = None
-    padding: str = "reflection_circle"
+    padding: str = DEFAULT_PADDING
     tile: int = 0
     tile_overlap: int = 32
     batch: int = 1

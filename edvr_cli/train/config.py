@@ -22,13 +22,15 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from edvr_cli.windows import DEFAULT_PADDING, PADDING_MODES
+from models.presets import PRESETS as ARCHITECTURES
+
 # The seed's reference: GT patch side squared x batch per GPU (256 x 256 x 4) is held constant.
 REFERENCE_PIXELS_PER_GPU = 256 * 256 * 4
 DEGRADATIONS = ("compress", "compress3", "bicubic4")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 LOSS_REDUCTIONS = ("sum", "mean")
 CRITERIA = ("charbonnier", "l2")
-PADDING_MODES = ("replicate", "reflection", "reflection_circle", "circle")
 
 
 class ConfigError(ValueError):
@@ -56,7 +58,7 @@ class TrainConfig:
     val_clips: tuple[str, ...] = _help("clip names held out for validation", default=())
     val_frames: int = _help("validate on the first N frames of each clip (0: all)", default=0)
     val_padding: str = _help("temporal padding at clip ends in validation (as `enhance`)",
-                             default="reflection_circle")
+                             default=DEFAULT_PADDING)
     patch: int = _help("ground-truth patch side in pixels (input patch = patch / scale)", default=256)
     batch: int = _help("patches per GPU (per process) and step", default=4)
     intervals: tuple[int, ...] = _help("temporal strides drawn per sample; (1, 2) is the seed's "
@@ -167,28 +169,25 @@ def loss_weight_rule(config: TrainConfig) -> str:
 
 # --- presets -----------------------------------------------------------------------------------
 
-_SEED_LDV = dict(num_feat=64, num_frame=5, num_extract_block=5, num_reconstruct_block=10, hr_in=True,
-                 with_predeblur=True, with_tsa=True, scale=1, patch=256, batch=4, lr=2e-4,
-                 iters=250_000, periods=(50_000, 50_000, 50_000, 100_000),
+# The networks are `models.PRESETS` (one table); a preset here adds how to train them.
+_SEED_LDV = dict(patch=256, batch=4, lr=2e-4, iters=250_000, periods=(50_000, 50_000, 50_000, 100_000),
                  restart_weights=(1.0, 1.0, 1.0, 1.0), eta_min=1e-7, tsa_warmup=0, degrade="compress")
-_BASICSR_SR = dict(num_frame=5, num_extract_block=5, hr_in=False, with_predeblur=False, scale=4,
-                   patch=256, batch=4, lr=4e-4, iters=600_000, eta_min=1e-7, dcn_lr_mul=1.0,
+_BASICSR_SR = dict(patch=256, batch=4, lr=4e-4, iters=600_000, eta_min=1e-7, dcn_lr_mul=1.0,
                    degrade="bicubic4", seed=10)
+_BASICSR_TSA_PERIODS = (50_000, 100_000, 150_000, 150_000, 150_000)
 
 PRESETS: dict[str, dict] = {
-    "small": dict(_SEED_LDV),
-    "large": dict(_SEED_LDV, num_feat=128, num_reconstruct_block=40),
+    "small": dict(ARCHITECTURES["small"], **_SEED_LDV),
+    "large": dict(ARCHITECTURES["large"], **_SEED_LDV),
     # BasicSR stage 1: no TSA, from scratch.
-    "edvr-m-wotsa": dict(_BASICSR_SR, num_feat=64, num_reconstruct_block=10, with_tsa=False,
+    "edvr-m-wotsa": dict(ARCHITECTURES["edvr-m"], **_BASICSR_SR, with_tsa=False,
                          periods=(150_000,) * 4, restart_weights=(1.0,) * 4, tsa_warmup=0),
-    "edvr-l-wotsa": dict(_BASICSR_SR, num_feat=128, num_reconstruct_block=40, with_tsa=False,
+    "edvr-l-wotsa": dict(ARCHITECTURES["edvr-l"], **_BASICSR_SR, with_tsa=False,
                          periods=(150_000,) * 4, restart_weights=(1.0, 0.5, 0.5, 0.5), tsa_warmup=0),
     # BasicSR stage 2: TSA, `--init` from stage 1, fusion-only warm-up for 50k iterations.
-    "edvr-m": dict(_BASICSR_SR, num_feat=64, num_reconstruct_block=10, with_tsa=True,
-                   periods=(50_000, 100_000, 150_000, 150_000, 150_000), restart_weights=(1.0,) * 5,
-                   tsa_warmup=50_000),
-    "edvr-l": dict(_BASICSR_SR, num_feat=128, num_reconstruct_block=40, with_tsa=True,
-                   periods=(50_000, 100_000, 150_000, 150_000, 150_000),
+    "edvr-m": dict(ARCHITECTURES["edvr-m"], **_BASICSR_SR, periods=_BASICSR_TSA_PERIODS,
+                   restart_weights=(1.0,) * 5, tsa_warmup=50_000),
+    "edvr-l": dict(ARCHITECTURES["edvr-l"], **_BASICSR_SR, periods=_BASICSR_TSA_PERIODS,
                    restart_weights=(1.0, 0.5, 0.5, 0.5, 0.5), tsa_warmup=50_000),
     # Tests and CPU smoke runs: scale 1 without hr_in, so patches can be small (multiples of 4).
     "tiny": dict(num_feat=8, num_frame=3, num_extract_block=1, num_reconstruct_block=1,

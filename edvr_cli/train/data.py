@@ -25,14 +25,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from edvr_cli.image_io import IMAGE_SUFFIXES, ImageFolderError, list_image_files, read_image
+from edvr_cli import clip_layout
+from edvr_cli.clip_layout import ClipLayoutError
+from edvr_cli.image_io import ImageFolderError, list_image_files, read_image
 from edvr_cli.train.config import ConfigError, TrainConfig
 from edvr_cli.train.degrade import CachedClip, Degradation, DegradeError, prepare_clip
-from edvr_cli.windows import window_indices
-
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".y4m", ".ts", ".mts", ".flv", ".mpg",
-                  ".mpeg", ".wmv", ".nut", ".mxf", ".3gp", ".hevc", ".h265", ".h264", ".264", ".265")
-
+from edvr_cli.windows import DEFAULT_PADDING, window_indices
 
 class DataError(ValueError):
     """Training data that cannot be found, paired or cropped; the message names the path."""
@@ -41,36 +39,16 @@ class DataError(ValueError):
 # --- finding clips -----------------------------------------------------------------------------
 
 def find_clips(root: str | Path, option: str = "--gt") -> dict[str, Path]:
-    """Clip name -> path (a video file or a folder of frames).
-
-    `root` may be one video, one folder of frames, or a folder of clip sub-folders and/or videos
-    (named by folder name or video stem).
+    """Clip name -> path (a video file or a folder of frames), laid out as `clip_layout` says
+    (the layout `edvr eval` reads); a single image is refused: one frame is not a clip to train on.
     """
-    root = Path(root)
-    if not root.exists():
-        raise DataError(f"{option}: no such file or folder: {root}")
-    if root.is_file():
-        if root.suffix.lower() in IMAGE_SUFFIXES:
-            raise DataError(f"{option}: {root} is one image; give a clip folder or a video")
-        return {root.stem: root}
-    if list_image_files(root):
-        return {root.name: root}
-    clips: dict[str, Path] = {}
-    for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir() and list_image_files(entry):
-            name = entry.name
-        elif entry.is_file() and entry.suffix.lower() in VIDEO_SUFFIXES:
-            name = entry.stem
-        else:
-            continue
-        if name in clips:
-            raise DataError(f"{option}: two clips named {name!r} in {root}")
-        clips[name] = entry
-    if not clips:
-        raise DataError(f"{option}: {root} holds no frames, clip folders or videos")
-    return clips
+    try:
+        layout = clip_layout.find_clips(root, option)
+    except ClipLayoutError as error:
+        raise DataError(str(error)) from None
+    if not layout.is_collection and clip_layout.is_image_file(layout.path):
+        raise DataError(f"{option}: {layout.path} is one image; give a clip folder or a video")
+    return layout.clips
 
 
 # --- clips -------------------------------------------------------------------------------------
@@ -198,7 +176,7 @@ def sample_frame_indices(rng: np.random.Generator, num_frames: int, window: int,
     if num_frames > 2 * radius * interval:
         center = int(rng.integers(radius * interval, num_frames - radius * interval))
         return [center + k * interval for k in range(-radius, radius + 1)]
-    return window_indices(int(rng.integers(num_frames)), num_frames, window, "reflection_circle")
+    return window_indices(int(rng.integers(num_frames)), num_frames, window, DEFAULT_PADDING)
 
 
 class PatchDataset(Dataset):

@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from edvr_cli.clip_layout import clip_frames
 from edvr_cli.image_io import ImageFolderError, list_image_files, read_image
 from edvr_cli.video import VideoError, ffmpeg_exe, summarize_stderr
-from edvr_cli.video.rgb_frames import RgbFrameReader as FrameReader
 
 # 2: videos decoded natively and converted to RGB by video.convert (as enhance and eval read them)
 CACHE_VERSION = 2
@@ -92,16 +92,6 @@ class CachedClip:
 
 
 # --- frames in ---------------------------------------------------------------------------------
-
-def source_frames(path: Path) -> Iterator[np.ndarray]:
-    """(h, w, 3) uint8 RGB frames of a video file or a folder of images, in order."""
-    if path.is_dir():
-        for file in list_image_files(path):
-            yield read_image(file)
-        return
-    with FrameReader(path) as reader:
-        yield from reader
-
 
 def _fingerprint(path: Path) -> dict:
     """What identifies a source's content cheaply: path, sizes and modification times."""
@@ -182,7 +172,7 @@ def _write_lossless_yuv420(source: Path, destination: Path, what: str, show_prog
             raise DegradeError(f"{what}: {source} holds no image frames")
         height, width = read_image(files[0]).shape[:2]
         crop_w, crop_h = _even_crop(width, height)
-        frames = (frame[:crop_h, :crop_w] for frame in source_frames(source))
+        frames = (frame[:crop_h, :crop_w] for frame in clip_frames(source))
         # RGB frames: convert and tag with one matrix, so every decoder reads them back alike.
         tags = ["-vf", "scale=out_color_matrix=bt709:out_range=tv", "-colorspace", "bt709",
                 "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]
@@ -279,13 +269,13 @@ def prepare_clip(name: str, source: Path, degradation: Degradation, cache_root: 
             _write_lossless_yuv420(source, intermediate, f"{name}: lossless yuv420p", show_progress)
             _encode_x265(intermediate, encoded, degradation, work, f"{name}: {degradation.describe()}",
                          show_progress)
-            gt_shape = _write_frames(source_frames(intermediate), work / "gt.u8", f"{name}: ground truth",
+            gt_shape = _write_frames(clip_frames(intermediate), work / "gt.u8", f"{name}: ground truth",
                                      show_progress)
-            lq_shape = _write_frames(source_frames(encoded), work / "lq.u8", f"{name}: input", show_progress)
+            lq_shape = _write_frames(clip_frames(encoded), work / "lq.u8", f"{name}: input", show_progress)
             intermediate.unlink()
             encoded.unlink()
         elif degradation.kind == "bicubic4":
-            gt_shape = _write_frames(_crop_multiple(source_frames(source), 4), work / "gt.u8",
+            gt_shape = _write_frames(_crop_multiple(clip_frames(source), 4), work / "gt.u8",
                                      f"{name}: ground truth", show_progress)
             gt = np.memmap(work / "gt.u8", dtype=np.uint8, mode="r", shape=gt_shape)
             lq_shape = _write_frames((bicubic_downsample(frame) for frame in gt), work / "lq.u8",
@@ -294,8 +284,8 @@ def prepare_clip(name: str, source: Path, degradation: Degradation, cache_root: 
         else:
             if lq_source is None:
                 raise DegradeError(f"{name}: no input given and no degradation chosen")
-            gt_shape = _write_frames(source_frames(source), work / "gt.u8", f"{name}: ground truth", show_progress)
-            lq_shape = _write_frames(source_frames(lq_source), work / "lq.u8", f"{name}: input", show_progress)
+            gt_shape = _write_frames(clip_frames(source), work / "gt.u8", f"{name}: ground truth", show_progress)
+            lq_shape = _write_frames(clip_frames(lq_source), work / "lq.u8", f"{name}: input", show_progress)
         if gt_shape[0] != lq_shape[0]:
             raise DegradeError(f"{name}: ground truth has {gt_shape[0]} frames but the input has {lq_shape[0]}")
         meta = {"name": name, "source": str(source), "degradation": asdict(degradation),
