@@ -28,13 +28,14 @@ import numpy as np
 from edvr_cli.image_io import IMAGE_SUFFIXES, list_image_files, natural_key, read_image
 from edvr_cli.video.probe import VideoInfo
 from edvr_cli.video.rgb_frames import RgbFrameReader
+from models.errors import EdvrError
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".y4m", ".ts", ".mts", ".flv",
                   ".mpg", ".mpeg", ".wmv", ".nut", ".mxf", ".3gp", ".hevc", ".h265", ".h264",
                   ".264", ".265")
 
 
-class ClipLayoutError(ValueError):
+class ClipLayoutError(EdvrError, ValueError):
     """A source path that does not hold clips in the documented layout."""
 
 

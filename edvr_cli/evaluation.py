@@ -30,9 +30,10 @@ import numpy as np
 
 from edvr_cli.frame_sources import ClipPair, FramePair, FrameSourceError, frame_pairs, pair_sources
 from edvr_cli.metrics import MetricError, frame_metrics
+from models.errors import EdvrError
 
 
-class EvaluationError(ValueError):
+class EvaluationError(EdvrError, ValueError):
     """Frames that cannot be scored, or results that cannot be written."""
 
 

@@ -26,8 +26,9 @@ import numpy as np
 from edvr_cli.clip_layout import ClipLayoutError, clip_frames, find_clips, is_image_file, natural_key
 from edvr_cli.image_io import ImageFolderError, list_image_files, read_image
 from edvr_cli.video import VideoError, VideoInfo, probe
+from models.errors import EdvrError
 
-class FrameSourceError(ValueError):
+class FrameSourceError(EdvrError, ValueError):
     """A source path that cannot be read, or sources that do not pair frame for frame."""
 
 

@@ -16,10 +16,12 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
+from models.errors import EdvrError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-class ImageFolderError(ValueError):
+class ImageFolderError(EdvrError, ValueError):
     """A folder that should hold frames does not, or a frame cannot be read."""
 
 

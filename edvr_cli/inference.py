@@ -21,13 +21,14 @@ import torch
 from torch import nn
 
 from edvr_cli.tiling import run_tiled
+from models.errors import EdvrError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_TILE = 32  # input pixels; below this, margins dwarf the cores and retrying is pointless
 
 
-class InferenceError(ValueError):
+class InferenceError(EdvrError, ValueError):
     """A device, precision or memory problem the user can fix; the message is one line."""
 
 

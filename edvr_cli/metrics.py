@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from models.errors import EdvrError
+
 CHANNELS = ("rgb", "y")
 PEAK = 255.0
 SSIM_WINDOW = 11
@@ -34,7 +36,7 @@ SSIM_C2 = (0.03 * PEAK) ** 2
 Y_WEIGHTS = (65.481, 128.553, 24.966)
 
 
-class MetricError(ValueError):
+class MetricError(EdvrError, ValueError):
     """Images that cannot be compared (shape, dtype, channel or crop problems)."""
 
 

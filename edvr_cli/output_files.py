@@ -24,6 +24,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from models.errors import EdvrError
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock; claims then rely on O_EXCL and the owner's pid
@@ -46,7 +48,7 @@ def temporary_output_path(final_path: str | os.PathLike, tag: str | None = None)
     return final_path.with_name(f".{final_path.stem}{middle}.partial{final_path.suffix}")
 
 
-class OutputPathError(ValueError):
+class OutputPathError(EdvrError, ValueError):
     """An input or output path that cannot or must not be used; the message is one line."""
 
 

@@ -21,11 +21,12 @@ from pathlib import Path
 import torch
 
 from models.edvr import EDVR
+from models.errors import EdvrError
 
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(EdvrError, ValueError):
     """A checkpoint that cannot be read or does not fit the network; the message is one line."""
 
 

@@ -16,13 +16,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from models.errors import EdvrError
 from models.zoo import MODEL_ZOO, UnknownModelError, ZooEntry, close_names, find_model
 
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 30  # per socket operation, not for the whole transfer
 
 
-class DownloadError(ValueError):
+class DownloadError(EdvrError, ValueError):
     """A checkpoint could not be fetched; the message says what to fetch by hand and where to put it."""
 
 

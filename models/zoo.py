@@ -15,6 +15,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+from models.errors import EdvrError
+
 # Tasks, as the `task` field spells them.
 TASKS = ("sr-x4", "sr-x4-blur", "deblur", "deblur-compression")
 
@@ -98,7 +100,7 @@ class ZooEntry:
                     with_predeblur=self.with_predeblur, with_tsa=self.with_tsa)
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(EdvrError, ValueError):
     """A name that is neither in the registry nor an existing file."""
 
 

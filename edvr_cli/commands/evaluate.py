@@ -82,9 +82,8 @@ def _score(gt_path: Path, pred_path: Path, lq_path: Path | None, channel: str, c
            workers: int | None, json_path: Path | None, csv_path: Path | None, plot_path: Path | None) -> None:
     from tqdm import tqdm
 
-    from edvr_cli.evaluation import (EvaluationError, evaluate, format_table, write_csv,
-                                     write_json, write_plot)
-    from edvr_cli.frame_sources import FrameSourceError
+    from edvr_cli.evaluation import evaluate, format_table, write_csv, write_json, write_plot
+    from models.errors import EdvrError
 
     started = time.perf_counter()
     try:
@@ -98,7 +97,7 @@ def _score(gt_path: Path, pred_path: Path, lq_path: Path | None, channel: str, c
             if path is not None:
                 writer(result, path)
                 click.echo(f"wrote {path}")
-    except (FrameSourceError, EvaluationError) as error:
+    except EdvrError as error:  # anything else is a bug: its traceback helps
         raise click.ClickException(str(error)) from None
     except OSError as error:  # an output file that cannot be written
         raise click.ClickException(f"{error.filename or ''}: {error.strerror or error}") from None

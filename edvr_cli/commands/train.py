@@ -168,12 +168,10 @@ def command(preset: str, print_config: bool, progress: bool, **options) -> None:
 
 def _train(preset: str, print_config: bool, progress: bool, options: dict):
     """Resolve the configuration and train; returns (TrainResult or None for --print-config, config)."""
-    from models import CheckpointError
-    from edvr_cli.train.config import ConfigError, format_config, resolve_config, resume_config
-    from edvr_cli.train.data import DataError
-    from edvr_cli.train.degrade import DegradeError
-    from edvr_cli.train.loop import TrainingError, train
-    
+    from edvr_cli.train.config import format_config, resolve_config, resume_config
+    from edvr_cli.train.loop import train
+    from models.errors import EdvrError
+
     overrides = {FIELD_NAMES.get(key, key): value for key, value in options.items() if value is not None}
     for key in ("gt", "lq", "cache_dir", "out", "init", "resume"):
         if key in overrides:
@@ -193,5 +191,5 @@ def _train(preset: str, print_config: bool, progress: bool, options: dict):
         from tqdm import tqdm
 
         return train(config, show_progress=progress, echo=tqdm.write), config
-    except (ConfigError, DataError, DegradeError, CheckpointError, TrainingError) as error:
+    except EdvrError as error:  # anything else is a bug: its traceback helps
         raise click.ClickException(str(error)) from None

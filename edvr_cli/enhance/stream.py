@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from edvr_cli.windows import PADDING_MODES, max_reach, window_indices
+from models.errors import EdvrError
 
 T = TypeVar("T")  # a decoded frame, whatever the runner takes
 U = TypeVar("U")  # a restored frame
 
 
-class EnhanceError(ValueError):
+class EnhanceError(EdvrError, ValueError):
     """Bad input, output or settings for `enhance`; the message is one line."""
 
 

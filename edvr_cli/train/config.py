@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, field
 
 from edvr_cli.windows import DEFAULT_PADDING, PADDING_MODES
+from models.errors import EdvrError
 from models.presets import PRESETS as ARCHITECTURES
 
 # The seed's reference: GT patch side squared x batch per GPU (256 x 256 x 4) is held constant.
@@ -33,7 +34,7 @@ LOSS_REDUCTIONS = ("sum", "mean")
 CRITERIA = ("charbonnier", "l2")
 
 
-class ConfigError(ValueError):
+class ConfigError(EdvrError, ValueError):
     """A training configuration that cannot run; the message says what to change."""
 
 

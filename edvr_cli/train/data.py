@@ -31,8 +31,9 @@ from edvr_cli.image_io import ImageFolderError, list_image_files, read_image
 from edvr_cli.train.config import ConfigError, TrainConfig
 from edvr_cli.train.degrade import CachedClip, Degradation, DegradeError, prepare_clip
 from edvr_cli.windows import DEFAULT_PADDING, window_indices
+from models.errors import EdvrError
 
-class DataError(ValueError):
+class DataError(EdvrError, ValueError):
     """Training data that cannot be found, paired or cropped; the message names the path."""
 
 

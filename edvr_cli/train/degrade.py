@@ -39,13 +39,14 @@ from tqdm import tqdm
 from edvr_cli.clip_layout import clip_frames
 from edvr_cli.image_io import ImageFolderError, list_image_files, read_image
 from edvr_cli.video import VideoError, ffmpeg_exe, summarize_stderr
+from models.errors import EdvrError
 
 # 2: videos decoded natively and converted to RGB by video.convert (as enhance and eval read them)
 CACHE_VERSION = 2
 FOLDER_FPS = 25  # frame folders have no rate; x265's rate control needs one (compress3)
 
 
-class DegradeError(ValueError):
+class DegradeError(EdvrError, ValueError):
     """A clip that cannot be decoded, encoded or cached; the message names the clip."""
 
 

@@ -39,9 +39,10 @@ from edvr_cli.train.data import PatchDataset, load_clips, make_loader
 from edvr_cli.train.runlog import RunLog
 from edvr_cli.train.schedule import get_lr
 from edvr_cli.train.validation import input_scores, validate
+from models.errors import EdvrError
 
 
-class TrainingError(RuntimeError):
+class TrainingError(EdvrError, RuntimeError):
     """Training cannot go on (e.g. the loss stays non-finite); the message says what to try."""
 
 

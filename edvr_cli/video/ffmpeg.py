@@ -13,6 +13,8 @@ import threading
 
 import imageio_ffmpeg
 
+from models.errors import EdvrError
+
 POLL_SECONDS = 0.1  # how often blocked queue operations look for a dead thread or a stop
 
 # Lines ffmpeg prints after the real cause; they say nothing about what went wrong.
@@ -49,7 +51,7 @@ def ffmpeg_path(path: str | os.PathLike) -> str:
     return "file:" + os.path.abspath(os.fspath(path))
 
 
-class VideoError(Exception):
+class VideoError(EdvrError):
     """A video cannot be read or written. `str()` is one line; `.stderr` is ffmpeg's full output."""
 
     def __init__(self, message: str, stderr: str = ""):
