@@ -153,8 +153,10 @@ def infer_config(state: dict) -> dict:
     )
 
 
-def read_checkpoint(path: str | Path, map_location="cpu") -> tuple[str, dict, dict]:
-    """Load a checkpoint file safely. Returns (layout, BasicSR-named float32 state dict, config)."""
+def load_checkpoint_file(path: str | Path, map_location="cpu"):
+    """The file's contents as `torch.load(weights_only=True)` reads them: tensors and plain
+    containers, never code. Every checkpoint this project reads (weights, training state) comes
+    through here; a missing or unloadable file is one CheckpointError line."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -162,10 +164,14 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> tuple[str, dict, di
         with warnings.catch_warnings():
             # torch warns about legacy (pre-zip) files, TypedStorage and such: none of it helps here
             warnings.simplefilter("ignore")
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # pickle, zip and unsafe-global errors all mean "not loadable"
         raise CheckpointError(f"{path}: not a loadable checkpoint ({_load_failure(error)})") from None
-    layout, state, config = to_basicsr_layout(checkpoint)
+
+
+def read_checkpoint(path: str | Path, map_location="cpu") -> tuple[str, dict, dict]:
+    """Load a checkpoint file safely. Returns (layout, BasicSR-named float32 state dict, config)."""
+    layout, state, config = to_basicsr_layout(load_checkpoint_file(path, map_location))
     # Half-precision bundles are stored small; the network computes in float32.
     state = {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
     inferred = infer_config(state)

@@ -153,3 +153,19 @@ def test_code_in_a_checkpoint_is_never_run(tmp_path):
     torch.save({"params": {"x": Exploit()}}, tmp_path / "evil.pth")
     with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
         load_model(tmp_path / "evil.pth")
+
+
+def test_training_checkpoints_are_read_through_the_same_safe_loader(tmp_path, capsys):
+    from edvr_cli.train.checkpointing import read_training_checkpoint
+
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"params": {}, "train_state": Exploit(), "train_config": {}}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match=r"evil.pth: not a loadable checkpoint \(it holds a pickled "
+                                              r"Python object \(print\)"):
+        read_training_checkpoint(tmp_path / "evil.pth")
+    assert "pwned" not in capsys.readouterr().out
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        read_training_checkpoint(tmp_path / "absent.pth")

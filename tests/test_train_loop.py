@@ -10,14 +10,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import edvr_cli.train.loop as loop
+import edvr_cli.train.losses as losses
 from edvr_cli.cli import main
 from edvr_cli.image_io import write_png
 from edvr_cli.train.checkpointing import load_init_weights, read_training_checkpoint
 from edvr_cli.train.config import resolve_config, resume_config
 from edvr_cli.clip_layout import clip_frames
-from edvr_cli.train.loop import (TrainingError, charbonnier_loss, pixel_loss, resolve_amp, start_at_identity, train,
-                                 with_input_colour)
+from edvr_cli.train.losses import charbonnier_loss, pixel_loss, with_input_colour
+from edvr_cli.train.loop import TrainingError, resolve_amp, start_at_identity, train
 from edvr_cli.train.runlog import read_log
 from models import CheckpointError, build_model, load_model, save_model
 from tests.clips import make_clip
@@ -94,13 +94,13 @@ def test_non_finite_losses_are_skipped_then_stop(dark_clip, tmp_path, monkeypatc
         loss = charbonnier_loss(pred, target, eps, reduction)
         return loss * math.nan if len(calls) == 2 else loss
 
-    monkeypatch.setattr(loop, "charbonnier_loss", sometimes_nan)
+    monkeypatch.setattr(losses, "charbonnier_loss", sometimes_nan)
     result = quiet(tiny(dark_clip, tmp_path / "a", iters=4, log_every=1))
     assert result.iteration == 4
     skips = [r for r in read_log(tmp_path / "a" / "run" / "log.jsonl") if r["event"] == "skip"]
     assert [(r["iter"], r["loss"], r["bad_steps"]) for r in skips] == [(2, "nan", 1)]
 
-    monkeypatch.setattr(loop, "charbonnier_loss", lambda *args: torch.tensor(math.inf, requires_grad=True))
+    monkeypatch.setattr(losses, "charbonnier_loss", lambda *args: torch.tensor(math.inf, requires_grad=True))
     with pytest.raises(TrainingError, match="stopped at iteration 3: 3 non-finite losses in a row"):
         quiet(tiny(dark_clip, tmp_path / "b", iters=10, max_bad_steps=3))
     torch.manual_seed(10)  # no step was taken: the saved weights are the initial ones
@@ -118,7 +118,7 @@ def test_sigterm_finishes_the_step_saves_and_stops(dark_clip, tmp_path, monkeypa
             os.kill(os.getpid(), signal.SIGTERM)  # what a cluster scheduler sends on preemption
         return charbonnier_loss(*args)
 
-    monkeypatch.setattr(loop, "charbonnier_loss", terminate_on_second_step)
+    monkeypatch.setattr(losses, "charbonnier_loss", terminate_on_second_step)
     before = signal.getsignal(signal.SIGTERM)
     notes = []
     result = train(tiny(dark_clip, tmp_path, iters=10), show_progress=False, echo=notes.append)

@@ -7,5 +7,7 @@ schedule.py       get_lr: cosine annealing with restarts (BasicSR's values)
 checkpointing.py  checkpoints `enhance --model` loads, plus the state `--resume` needs
 validation.py     whole-frame PSNR/SSIM of the network and of its input
 runlog.py         log.jsonl, optional TensorBoard
-loop.py           train(): 1 or N processes (torchrun), AMP, validation, checkpoints
+losses.py         the pixel criteria (Charbonnier, squared error)
+distributed.py    1 or N processes (torchrun): the process group and collective checks
+loop.py           train(): setup, steps, validation and checkpoints, AMP
 """

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from models import CheckpointError, read_checkpoint, save_model
+from models.checkpoint import load_checkpoint_file
 from models.edvr import EDVR
 
 
@@ -68,13 +69,7 @@ def training_state(iteration: int, samples_per_rank: int, optimizer: torch.optim
 
 def read_training_checkpoint(path: str | Path) -> tuple[dict, dict, dict]:
     """(params, train_config dict, train_state) of a last.pth written by `edvr train`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unpickling failure means "not a training checkpoint"
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(error).__name__})") from None
+    checkpoint = load_checkpoint_file(path)
     if not isinstance(checkpoint, dict) or "train_state" not in checkpoint or "train_config" not in checkpoint:
         raise CheckpointError(f"{path}: holds no training state; --resume takes the last.pth of an "
                               "`edvr train` run (use --init to start from other weights)")

@@ -16,7 +16,6 @@ backward -> optional clipping -> step -> zero_grad. Then log / validate / checkp
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -28,38 +27,23 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
-from models import build_model, CheckpointError
-from models.dcn import OFFSET_WARN_ABSMEAN, max_offset_absmean
 from edvr_cli.train.checkpointing import (load_init_weights, read_training_checkpoint, restore_rng_states,
                                           save_checkpoint, training_state)
 from edvr_cli.train.config import ConfigError, TrainConfig, loss_weight_rule
-from edvr_cli.train.data import PatchDataset, load_clips, make_loader
+from edvr_cli.train.data import Clips, PatchDataset, load_clips, make_loader
+from edvr_cli.train.distributed import Distributed, all_ranks_true, setup_distributed, wrap_for_ranks
+from edvr_cli.train.losses import pixel_loss, with_input_colour
 from edvr_cli.train.runlog import RunLog
 from edvr_cli.train.schedule import get_lr
 from edvr_cli.train.validation import input_scores, validate
+from models import CheckpointError, build_model
+from models.dcn import OFFSET_WARN_ABSMEAN, max_offset_absmean
 from models.errors import EdvrError
 
 
 class TrainingError(EdvrError, RuntimeError):
     """Training cannot go on (e.g. the loss stays non-finite); the message says what to try."""
-
-
-@dataclass
-class Distributed:
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
-
-    @property
-    def is_master(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            dist.barrier()
 
 
 @dataclass
@@ -69,21 +53,6 @@ class TrainResult:
     baseline_psnr: float | None
     out: Path
     model: torch.nn.Module  # unwrapped, on its device
-
-
-def setup_distributed() -> Distributed:
-    """Read torchrun's environment; start the process group when there is more than one process."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Distributed(rank, world_size, local_rank, device)
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -97,31 +66,6 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16
     return torch.float16
-
-
-def _reduce(per_pixel: torch.Tensor, reduction: str) -> torch.Tensor:
-    return per_pixel.sum() if reduction == "sum" else per_pixel.mean()
-
-
-def charbonnier_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-12,
-                     reduction: str = "sum") -> torch.Tensor:
-    """sqrt((pred - target)^2 + eps), summed (BasicSR's EDVR configs) or averaged; computed in fp32."""
-    return _reduce(torch.sqrt((pred.float() - target.float()) ** 2 + eps), reduction)
-
-
-def pixel_loss(pred: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> torch.Tensor:
-    """The configured criterion: Charbonnier (the seed's) or squared error, in fp32."""
-    if config.criterion == "l2":
-        return _reduce((pred.float() - target.float()) ** 2, config.loss_reduction)
-    return charbonnier_loss(pred, target, config.charbonnier_eps, config.loss_reduction)
-
-
-def with_input_colour(gt: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
-    """Ground truth (b, 3, H, W) moved to the mean colour of the centre input frame (lq: b, t, 3, h, w),
-    per sample and channel. Training towards it teaches artefact removal without colour casts: the
-    casts x265 gives a handful of training clips are not the ones it gives other footage."""
-    centre = lq[:, lq.shape[1] // 2]
-    return gt - gt.mean(dim=(-2, -1), keepdim=True) + centre.mean(dim=(-2, -1), keepdim=True)
 
 
 def start_at_identity(model: torch.nn.Module) -> None:
@@ -172,22 +116,6 @@ class StopRequest:
                 signal.signal(sig, old)
 
 
-def _all_ranks_true(flag: bool, ctx: Distributed) -> bool:
-    """True when `flag` holds on every rank (one collective; all ranks then act alike)."""
-    if ctx.world_size == 1:
-        return flag
-    value = torch.tensor([1 if flag else 0], device=ctx.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return bool(value.item())
-
-
-def _wrap(model: torch.nn.Module, ctx: Distributed) -> torch.nn.Module:
-    if ctx.world_size == 1:
-        return model
-    device_ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=device_ids)
-
-
 def train(config: TrainConfig, show_progress: bool = True, echo: Callable[[str], None] = print) -> TrainResult:
     """Run (or resume) training as `config` says; returns where it stopped.
 
@@ -210,9 +138,76 @@ def train(config: TrainConfig, show_progress: bool = True, echo: Callable[[str],
             dist.destroy_process_group()
 
 
+@dataclass
+class _Run:
+    """One session's network, optimiser and position: what setup makes and the steps advance."""
+
+    config: TrainConfig
+    ctx: Distributed
+    log: RunLog
+    clips: Clips
+    model: torch.nn.Module
+    optimizer: torch.optim.Adam
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    start_iter: int = 0
+    it: int = 0
+    best_psnr: float | None = None
+    bad_steps: int = 0
+    baseline_psnr: float | None = None
+    window_start: float = 0.0  # it/s is measured over the steps since the last log line
+    window_iter: int = 0
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+    def save_last(self) -> None:
+        if self.ctx.is_master:
+            state = training_state(self.it, self.it * self.config.batch, self.optimizer, self.scaler,
+                                   self.best_psnr, self.bad_steps)
+            save_checkpoint(self.out / "last.pth", self.model, self.config.to_dict(), state)
+
+
 def _train(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, tqdm) -> TrainResult:
-    out = Path(config.out)
-    log = RunLog(out, enabled=ctx.is_master, echo=echo)
+    run = _setup(config, ctx, show_progress, echo)
+    dataset = PatchDataset(run.clips.train, config.num_frame, config.patch, config.scale, config.intervals,
+                           config.augment, config.seed, ctx.rank)
+    batches = iter(make_loader(dataset, config.batch, config.num_workers, run.start_iter * config.batch,
+                               pin_memory=ctx.device.type == "cuda"))
+    end_iter = min(config.iters, config.stop_at) if config.stop_at is not None else config.iters
+    fusion_only, wrapped = None, run.model
+    run.model.train()
+    progress = tqdm(total=config.iters, initial=run.start_iter, desc="training", unit="it", dynamic_ncols=True,
+                    disable=None if show_progress and ctx.is_master else True)  # None: off when not a terminal
+    batch = next(batches)
+    run.window_start, run.window_iter = time.perf_counter(), run.it
+    stop = StopRequest()
+    with stop.installed(), progress:
+        while run.it < end_iter and not stop.requested:
+            if fusion_only != (run.it < config.tsa_warmup):  # (re)wrap DDP when the trainable set changes
+                fusion_only = run.it < config.tsa_warmup
+                set_fusion_only(run.model, fusion_only)
+                wrapped = wrap_for_ranks(run.model, ctx)
+            lr = get_lr(run.it, config.lr, config.periods, config.restart_weights, config.eta_min)
+            for group in run.optimizer.param_groups:
+                group["lr"] = lr * group["lr_mul"]
+            loss, stepped, batch = _step(run, wrapped, batch, batches)
+            run.it += 1
+            progress.update(1)
+            if not stepped:
+                _skipped(run, loss)
+                continue
+            if run.it % config.log_every == 0 or run.it == end_iter or run.it == run.start_iter + 1:
+                _log_step(run, loss, lr, progress)
+            _validate_and_checkpoint(run)
+    return _finish(run, stop)
+
+
+def _setup(config: TrainConfig, ctx: Distributed, show_progress: bool, echo) -> _Run:
+    """Data, network, optimiser and the state to continue from; the opening notes and the
+    input's validation scores."""
+    log = RunLog(Path(config.out), enabled=ctx.is_master, echo=echo)
     amp_dtype = resolve_amp(config.amp, ctx.device)
     if ctx.device.type == "cpu" and config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
@@ -227,22 +222,11 @@ def _train(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, tqd
     if ctx.is_master:
         ctx.barrier()
 
-    # Network, optimizer, and the state to continue from.
     model = build_model(config.model_kwargs()).to(ctx.device)
-    optimizer = build_optimizer(model, config)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    start_iter, best_psnr, bad_steps = 0, None, 0
+    run = _Run(config, ctx, log, clips, model, build_optimizer(model, config),
+               torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), amp_dtype)
     if config.resume:
-        params, _, state = read_training_checkpoint(config.resume)
-        model.load_state_dict(params)
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        restore_rng_states(state["rng"])
-        start_iter, best_psnr, bad_steps = state["iteration"], state["best_psnr"], state["bad_steps"]
-        if state["samples_per_rank"] != start_iter * config.batch:
-            raise CheckpointError(f"{config.resume}: data position {state['samples_per_rank']} does not "
-                                  f"match iteration {start_iter} x batch {config.batch}")
-        log.note(f"resumed from {config.resume} at iteration {start_iter}")
+        _resume(run, config.resume)
     elif config.init:
         log.note(load_init_weights(model, config.init))
     if config.identity_start and not config.resume:
@@ -255,126 +239,127 @@ def _train(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, tqd
              f"{len(clips.train)} training clip(s), {len(clips.val)} validation clip(s), input: {clips.degradation}")
     log.note(f"batch {config.batch} per process x {ctx.world_size} = {config.batch * ctx.world_size}, "
              f"patch {config.patch}; {loss_weight_rule(config)}")
-    if config.tsa_warmup > start_iter:
+    if config.tsa_warmup > run.start_iter:
         log.note(f"TSA warm-up: only the fusion module trains until iteration {config.tsa_warmup}")
-    loss_weight = config.effective_loss_weight()
 
-    baseline_psnr = None
     if clips.val and ctx.is_master:
         baseline = input_scores(clips.val, config.scale, config.val_frames)
-        baseline_psnr = baseline.psnr
+        run.baseline_psnr = baseline.psnr
         log.record("baseline", psnr=baseline.psnr, ssim=baseline.ssim, clips=baseline.clips)
         log.note(f"input ({clips.degradation}) on the validation clips: PSNR {baseline.psnr:.4f} dB, "
                  f"SSIM {baseline.ssim:.4f}")
     elif not clips.val:
         log.note("no --val-clips: no validation, no best.pth")
+    return run
 
-    dataset = PatchDataset(clips.train, config.num_frame, config.patch, config.scale, config.intervals,
-                           config.augment, config.seed, ctx.rank)
-    loader = make_loader(dataset, config.batch, config.num_workers, start_iter * config.batch,
-                         pin_memory=ctx.device.type == "cuda")
-    batches = iter(loader)
 
-    def save_last(iteration: int) -> None:
+def _resume(run: _Run, path: str) -> None:
+    """Weights, optimiser, scaler, RNG states and position from a last.pth."""
+    params, _, state = read_training_checkpoint(path)
+    run.model.load_state_dict(params)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scaler.load_state_dict(state["scaler"])
+    restore_rng_states(state["rng"])
+    run.start_iter = run.it = state["iteration"]
+    run.best_psnr, run.bad_steps = state["best_psnr"], state["bad_steps"]
+    if state["samples_per_rank"] != run.start_iter * run.config.batch:
+        raise CheckpointError(f"{path}: data position {state['samples_per_rank']} does not "
+                              f"match iteration {run.start_iter} x batch {run.config.batch}")
+    run.log.note(f"resumed from {path} at iteration {run.start_iter}")
+
+
+def _step(run: _Run, wrapped: torch.nn.Module, batch, batches) -> tuple[torch.Tensor, bool, tuple]:
+    """One optimiser step on `batch`; returns (loss, whether it stepped, the next batch).
+
+    The next batch is fetched while the device computes; a non-finite loss on any rank skips
+    the step on every rank."""
+    config, ctx = run.config, run.ctx
+    lq, gt = batch
+    lq_batch = lq.to(ctx.device, non_blocking=True).float().div_(255)  # (b, t, 3, h, w)
+    gt_batch = gt.to(ctx.device, non_blocking=True).float().div_(255)  # (b, 3, H, W)
+    if config.keep_input_colour:
+        gt_batch = with_input_colour(gt_batch, lq_batch)
+    with torch.autocast(ctx.device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None):
+        pred = wrapped(lq_batch)
+    loss = pixel_loss(pred, gt_batch, config) * config.effective_loss_weight()
+    batch = next(batches)  # fetched while the device computes
+
+    # Sync point: every rank must agree before backward, or DDP would hang.
+    if not all_ranks_true(bool(torch.isfinite(loss)), ctx):
+        run.optimizer.zero_grad(set_to_none=True)
+        return loss, False, batch
+    run.bad_steps = 0
+    run.scaler.scale(loss).backward()
+    if config.grad_clip > 0:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_([p for p in run.model.parameters() if p.grad is not None],
+                                       config.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    return loss, True, batch
+
+
+def _skipped(run: _Run, loss: torch.Tensor) -> None:
+    """Count a skipped step; too many in a row end the run with the last good weights saved."""
+    run.bad_steps += 1
+    run.log.record("skip", iter=run.it, loss=float(loss.detach()), bad_steps=run.bad_steps)
+    run.log.warning(f"iteration {run.it}: non-finite loss, step skipped ({run.bad_steps} in a row)")
+    if run.bad_steps >= run.config.max_bad_steps:
+        run.save_last()
+        run.log.close()
+        raise TrainingError(
+            f"stopped at iteration {run.it}: {run.bad_steps} non-finite losses in a row. The weights "
+            f"in {run.out / 'last.pth'} are the last good ones; lower --lr, set --grad-clip, or "
+            "use --amp off")
+
+
+def _log_step(run: _Run, loss: torch.Tensor, lr: float, progress) -> None:
+    loss_value = loss.item()  # sync point, only when logging
+    now = time.perf_counter()
+    it_per_s = (run.it - run.window_iter) / max(now - run.window_start, 1e-9)
+    run.window_start, run.window_iter = now, run.it
+    offset = max_offset_absmean(run.model)
+    run.log.record("train", iter=run.it, loss=loss_value, lr=lr, it_per_s=it_per_s, offset_absmean=offset)
+    progress.set_postfix(loss=f"{loss_value:.4g}", lr=f"{lr:.3g}")
+    if offset is not None and offset > OFFSET_WARN_ABSMEAN:
+        run.log.warning(f"iteration {run.it}: mean |DCN offset| {offset:.1f} > {OFFSET_WARN_ABSMEAN:g}: "
+                        "alignment is diverging (lower --lr or --dcn-lr-mul)", iter=run.it)
+
+
+def _validate_and_checkpoint(run: _Run) -> None:
+    """Validation (best.pth when it improves), last.pth and snapshots, each when due."""
+    config, ctx, it = run.config, run.ctx, run.it
+    if run.clips.val and (it % config.val_every == 0 or it == config.iters):
         if ctx.is_master:
-            state = training_state(iteration, iteration * config.batch, optimizer, scaler, best_psnr, bad_steps)
-            save_checkpoint(out / "last.pth", model, config.to_dict(), state)
+            scores = validate(run.model, run.clips.val, config.num_frame, config.val_padding, ctx.device,
+                              run.amp_dtype, config.val_frames)
+            run.log.record("val", iter=it, psnr=scores.psnr, ssim=scores.ssim, clips=scores.clips)
+            gain = f" ({scores.psnr - run.baseline_psnr:+.4f} dB over the input)" if run.baseline_psnr else ""
+            run.log.echo(f"iteration {it}: validation PSNR {scores.psnr:.4f} dB{gain}, SSIM {scores.ssim:.4f}")
+            if run.best_psnr is None or scores.psnr > run.best_psnr:
+                run.best_psnr = scores.psnr
+                save_checkpoint(run.out / "best.pth", run.model, config.to_dict(), iteration=it,
+                                val_psnr=scores.psnr, val_ssim=scores.ssim)
+        ctx.barrier()
+        run.window_start = time.perf_counter()  # it/s counts training steps, not validation
+    if it % config.save_every == 0:
+        run.save_last()
+    if config.snapshot_every and it % config.snapshot_every == 0 and ctx.is_master:
+        (run.out / "snapshots").mkdir(exist_ok=True)
+        save_checkpoint(run.out / "snapshots" / f"iter_{it}.pth", run.model, config.to_dict(), iteration=it)
 
-    end_iter = min(config.iters, config.stop_at) if config.stop_at is not None else config.iters
-    it = start_iter
-    fusion_only = None
-    wrapped = model
-    model.train()
-    progress = tqdm(total=config.iters, initial=start_iter, desc="training", unit="it", dynamic_ncols=True,
-                    disable=None if show_progress and ctx.is_master else True)  # None: off when not a terminal
-    lq, gt = next(batches)
-    window_start, window_iter = time.perf_counter(), it
-    stop = StopRequest()
-    with stop.installed(), progress:
-        while it < end_iter and not stop.requested:
-            if fusion_only != (it < config.tsa_warmup):  # (re)wrap DDP when the trainable set changes
-                fusion_only = it < config.tsa_warmup
-                set_fusion_only(model, fusion_only)
-                wrapped = _wrap(model, ctx)
-            lr = get_lr(it, config.lr, config.periods, config.restart_weights, config.eta_min)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_mul"]
 
-            lq_batch = lq.to(ctx.device, non_blocking=True).float().div_(255)  # (b, t, 3, h, w)
-            gt_batch = gt.to(ctx.device, non_blocking=True).float().div_(255)  # (b, 3, H, W)
-            if config.keep_input_colour:
-                gt_batch = with_input_colour(gt_batch, lq_batch)
-            with torch.autocast(ctx.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                pred = wrapped(lq_batch)
-            loss = pixel_loss(pred, gt_batch, config) * loss_weight
-            lq, gt = next(batches)  # fetched while the device computes
-
-            # Sync point: every rank must agree before backward, or DDP would hang.
-            if not _all_ranks_true(bool(torch.isfinite(loss)), ctx):
-                bad_steps += 1
-                optimizer.zero_grad(set_to_none=True)
-                it += 1
-                progress.update(1)
-                log.record("skip", iter=it, loss=float(loss.detach()), bad_steps=bad_steps)
-                log.warning(f"iteration {it}: non-finite loss, step skipped ({bad_steps} in a row)")
-                if bad_steps >= config.max_bad_steps:
-                    save_last(it)
-                    log.close()
-                    raise TrainingError(
-                        f"stopped at iteration {it}: {bad_steps} non-finite losses in a row. The weights "
-                        f"in {out / 'last.pth'} are the last good ones; lower --lr, set --grad-clip, or "
-                        "use --amp off")
-                continue
-            bad_steps = 0
-            scaler.scale(loss).backward()
-            if config.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None],
-                                               config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            it += 1
-            progress.update(1)
-
-            if it % config.log_every == 0 or it == end_iter or it == start_iter + 1:
-                loss_value = loss.item()  # sync point, only when logging
-                now = time.perf_counter()
-                it_per_s = (it - window_iter) / max(now - window_start, 1e-9)
-                window_start, window_iter = now, it
-                offset = max_offset_absmean(model)
-                log.record("train", iter=it, loss=loss_value, lr=lr, it_per_s=it_per_s, offset_absmean=offset)
-                progress.set_postfix(loss=f"{loss_value:.4g}", lr=f"{lr:.3g}")
-                if offset is not None and offset > OFFSET_WARN_ABSMEAN:
-                    log.warning(f"iteration {it}: mean |DCN offset| {offset:.1f} > {OFFSET_WARN_ABSMEAN:g}: "
-                                "alignment is diverging (lower --lr or --dcn-lr-mul)", iter=it)
-
-            if clips.val and (it % config.val_every == 0 or it == config.iters):
-                if ctx.is_master:
-                    scores = validate(model, clips.val, config.num_frame, config.val_padding, ctx.device,
-                                      amp_dtype, config.val_frames)
-                    log.record("val", iter=it, psnr=scores.psnr, ssim=scores.ssim, clips=scores.clips)
-                    gain = f" ({scores.psnr - baseline_psnr:+.4f} dB over the input)" if baseline_psnr else ""
-                    log.echo(f"iteration {it}: validation PSNR {scores.psnr:.4f} dB{gain}, SSIM {scores.ssim:.4f}")
-                    if best_psnr is None or scores.psnr > best_psnr:
-                        best_psnr = scores.psnr
-                        save_checkpoint(out / "best.pth", model, config.to_dict(), iteration=it,
-                                        val_psnr=scores.psnr, val_ssim=scores.ssim)
-                ctx.barrier()
-                window_start = time.perf_counter()  # it/s counts training steps, not validation
-            if it % config.save_every == 0:
-                save_last(it)
-            if config.snapshot_every and it % config.snapshot_every == 0 and ctx.is_master:
-                (out / "snapshots").mkdir(exist_ok=True)
-                save_checkpoint(out / "snapshots" / f"iter_{it}.pth", model, config.to_dict(), iteration=it)
-
-    save_last(it)
+def _finish(run: _Run, stop: StopRequest) -> TrainResult:
+    run.save_last()
+    out, it = run.out, run.it
     if stop.requested:
-        log.note(f"stopped on request at iteration {it}; continue with --resume {out / 'last.pth'}")
-    elif it < config.iters:
-        log.note(f"stopped at iteration {it} (--stop-at); continue with --resume {out / 'last.pth'}")
+        run.log.note(f"stopped on request at iteration {it}; continue with --resume {out / 'last.pth'}")
+    elif it < run.config.iters:
+        run.log.note(f"stopped at iteration {it} (--stop-at); continue with --resume {out / 'last.pth'}")
     else:
-        log.note(f"done: {it} iterations; weights in {out / 'last.pth'}"
-                 + (f", best validation PSNR {best_psnr:.4f} dB in {out / 'best.pth'}" if best_psnr else ""))
-    log.close()
-    return TrainResult(it, best_psnr, baseline_psnr, out, model)
+        run.log.note(f"done: {it} iterations; weights in {out / 'last.pth'}"
+                     + (f", best validation PSNR {run.best_psnr:.4f} dB in {out / 'best.pth'}"
+                        if run.best_psnr else ""))
+    run.log.close()
+    return TrainResult(it, run.best_psnr, run.baseline_psnr, out, run.model)
