@@ -6,7 +6,7 @@
     python benchmarks/enhance_speed.py --device cuda --precision fp16   # on a GPU machine
 
 Rows (each through `edvr_cli.enhance.enhance()`: probe -> FrameReader -> windows -> ModelRunner
--> FrameWriter with the command's defaults: libx264, crf 17, preset medium):
+-> FrameWriter with the command's defaults at the time: libx264, crf 17, preset medium):
 1. `edvr-m` (x4 super-resolution, 5 frames) on 180x320 input -> 720x1280 output;
 2. `small` (the seed's compressed-video preset, scale 1, hr_in + predeblur) on 540x960;
 3. the pipeline alone at 320x180: the network replaced by a module returning the centre frame,
@@ -30,7 +30,7 @@ from torch import nn
 
 from edvr_cli.enhance import EnhanceSettings, enhance
 from edvr_cli.model_choice import LoadedModel
-from edvr_cli.video_io import ffmpeg_exe
+from edvr_cli.video import ffmpeg_exe
 from models import build_model
 from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
 

@@ -25,14 +25,15 @@ WIDTH, HEIGHT = 320, 180
 
 def stream_clip(clip: str, output: str, preset: str) -> dict:
     """Child side: decode `clip`, encode every frame unchanged into `output`; report numbers."""
-    from edvr_cli.video_io import FrameReader, FrameWriter, probe
+    from edvr_cli.video import EncoderSettings, FrameReader, FrameWriter, probe
 
     info = probe(clip)
     start = time.perf_counter()
     with FrameReader(clip, info) as reader, \
-            FrameWriter(output, reader.width, reader.height, info.fps, preset=preset,
-                        source_info=info) as writer:
-        for frame in reader:
+            FrameWriter(output, reader.format, 1 / info.fps, EncoderSettings("libx264", 17, preset),
+                        source=info) as writer:
+        for index, frame in enumerate(reader):
+            frame.pts = index
             writer.write(frame)
     seconds = time.perf_counter() - start
     num_frames_out = probe(output).num_frames
@@ -43,7 +44,7 @@ def stream_clip(clip: str, output: str, preset: str) -> dict:
 
 
 def make_clip(path: Path, num_frames: int) -> None:
-    from edvr_cli.video_io import ffmpeg_exe
+    from edvr_cli.video import ffmpeg_exe
 
     subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi",
                     "-i", f"testsrc2=size={WIDTH}x{HEIGHT}:rate=25", "-frames:v", str(num_frames),
