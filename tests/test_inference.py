@@ -178,3 +178,58 @@ def test_other_runtime_errors_are_not_retried():
     model = Broken()
     with pytest.raises(RuntimeError, match="scalar type"):
         ModelRunner(model, "cpu").restore(torch.rand(1, 3, 3, 8, 8))
+
+
+def random_edvr(scale=1, num_frame=3):
+    """A real tiny EDVR with random weights everywhere (the offset convs too), so the DCN
+    alignment, TSA fusion and reconstruction all shape the output: no symmetry, no identity."""
+    torch.manual_seed(3)
+    model = EDVR(num_feat=8, deformable_groups=1, num_extract_block=1, num_reconstruct_block=1,
+                 hr_in=False, scale=scale, num_frame=num_frame, num_hr_feat=8, with_tsa=True).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn_like(param) * 0.1)
+    return model
+
+
+@pytest.mark.parametrize("scale", [1, 4])
+def test_runner_tiles_match_whole_frames_with_a_random_edvr(scale):
+    model = random_edvr(scale)
+    rng = np.random.default_rng(4)
+    windows = rng.integers(0, 256, (1, 3, 72, 100, 3), dtype=np.uint8)
+    whole = ModelRunner(model, "cpu")(windows)
+    tiled = ModelRunner(model, "cpu", tile=40, tile_overlap=32)(windows)
+    assert whole.shape == (1, 72 * scale, 100 * scale, 3)
+    if scale == 1:  # the network changes the frame: the comparison below means something
+        assert np.abs(whole.astype(int) - windows[:, 1]).max() > 10
+    # float32 sums in another order may round a code the other way, never more
+    assert np.abs(tiled.astype(int) - whole).max() <= 1
+    assert np.mean(tiled != whole) < 1e-3
+
+
+def test_runner_ensemble_is_the_mean_over_the_eight_symmetries_of_a_random_edvr():
+    model = random_edvr().double()
+    x = torch.rand(1, 3, 3, 24, 36, dtype=torch.float64)
+    with torch.no_grad():
+        outputs = [inverse_transform(model(transform(x, *flips)), *flips) for flips in DIHEDRAL]
+        manual = torch.stack(outputs).mean(0)
+        plain = model(x)
+    ensembled = ModelRunner(model, "cpu", ensemble=True).restore(x)
+    assert (ensembled - manual).abs().max().item() < 1e-10
+    # a real EDVR is far from symmetric: each transform gives another answer
+    assert min((out - plain).abs().max().item() for out in outputs[1:]) > 1e-3
+    assert (ensembled - plain).abs().max().item() > 1e-3
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_the_convolutions_run_in_the_precision_asked_for(precision, dtype):
+    model = random_edvr()
+    seen = []
+    for module in (model.conv_first, model.reconstruction[0].conv1, model.conv_last):
+        module.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    windows = np.random.default_rng(5).integers(0, 256, (1, 3, 16, 16, 3), dtype=np.uint8)
+    out = ModelRunner(model, "cpu", precision=precision)(windows)
+    assert seen == [dtype] * 3
+    assert out.dtype == np.uint8 and out.shape == (1, 16, 16, 3)
+    if precision == "bf16":  # and the result differs from fp32's, as bf16's 8-bit mantissa makes it
+        assert not np.array_equal(out, ModelRunner(random_edvr(), "cpu")(windows))
