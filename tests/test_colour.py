@@ -115,3 +115,21 @@ def test_zero_change_leaves_planes_bit_exact_for_every_layout():
             assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(planes, out)), layout
             random_change = torch.rand(rgb.shape) - 0.5
             assert all(np.array_equal(a, b) for a, b in zip(planes, converter.apply_change(planes, random_change, 0.0)))
+
+
+def test_least_squares_chroma_change_beats_the_average_and_keeps_zero():
+    generator = torch.Generator().manual_seed(5)
+    height, width = 24, 31
+    fine = torch.randn(height, width, dtype=torch.float64, generator=generator)  # a detailed change
+    assert torch.equal(colour.fit_chroma_change(torch.zeros(height, width), height, width, 2, 2),
+                       torch.zeros(12, 16))
+    fitted = colour.fit_chroma_change(fine, height, width, 2, 2)
+    averaged = colour.downsample_chroma(fine, 2, 2)
+    error = lambda c: float(((colour.upsample_chroma(c, height, width, 2, 2) - fine) ** 2).sum())  # noqa: E731
+    assert error(fitted) < 0.95 * error(averaged)
+    # a change the chroma grid can hold exactly comes back much closer than by averaging
+    coarse = torch.randn(12, 16, dtype=torch.float64, generator=generator)
+    upsampled = colour.upsample_chroma(coarse, height, width, 2, 2)
+    recovered = colour.fit_chroma_change(upsampled, height, width, 2, 2)
+    averaged = colour.downsample_chroma(upsampled, 2, 2)
+    assert float((recovered - coarse).norm()) < 0.5 * float((averaged - coarse).norm())

@@ -11,8 +11,10 @@ agree to float precision.
 - `upsample_chroma` / `chroma_adjoint` / `downsample_chroma`: chroma planes to the luma grid by
   linear interpolation with each chroma sample centred on the luma samples it covers (the
   siting ffmpeg's scaler assumes, so frames look as they did through ffmpeg's own RGB
-  conversion, on which the bundled models were trained); its exact adjoint; and the adjoint
-  normalised so that a
+  conversion, on which the bundled models were trained); its exact adjoint; `fit_chroma_change`,
+  the least-squares chroma-grid change whose upsampling best matches a full-resolution change
+  (conjugate gradients on the normal equations, so it too goes through the adjoint); and the
+  adjoint normalised so that a
   constant plane stays that constant — used to bring a full-resolution chroma *change* (or, at
   x4, a full-resolution chroma plane) back to the chroma grid.
 """
@@ -154,6 +156,34 @@ def downsample_chroma(full: torch.Tensor, sub_y: int, sub_x: int) -> torch.Tenso
         return full
     return chroma_adjoint(full, sub_y, sub_x) / _column_sums(tuple(full.shape[-2:]), sub_y, sub_x, full.dtype,
                                                              full.device)
+
+
+def fit_chroma_change(full: torch.Tensor, height: int, width: int, sub_y: int, sub_x: int,
+                      iterations: int = 4) -> torch.Tensor:
+    """The chroma-grid change c minimising |upsample(c) - full|^2, from c = 0.
+
+    A network's full-resolution chroma change averaged onto the grid (`downsample_chroma`) loses
+    its finer part, about a quarter of builtin-qe's gain on QP 37 footage; solving the normal
+    equations U^T U c = U^T full by conjugate gradients keeps most of it (4 steps: the system is
+    well conditioned). A zero change gives exactly zero.
+    """
+    if sub_x == 1 and sub_y == 1:
+        return full
+    rhs = chroma_adjoint(full, sub_y, sub_x)
+    change = torch.zeros_like(rhs)
+    residual, direction = rhs.clone(), rhs.clone()
+    norm = (residual * residual).sum()
+    for _ in range(iterations):
+        if float(norm) == 0.0:
+            break
+        product = chroma_adjoint(upsample_chroma(direction, height, width, sub_y, sub_x), sub_y, sub_x)
+        step = norm / (direction * product).sum()
+        change = change + step * direction
+        residual = residual - step * product
+        new_norm = (residual * residual).sum()
+        direction = residual + (new_norm / norm) * direction
+        norm = new_norm
+    return change
 
 
 @functools.lru_cache(maxsize=8)

@@ -5,7 +5,8 @@
   luma grid -> RGB with the format's matrix: (3, h, w) float32, not clamped.
 - `apply_change(planes, change, strength)`: the residual reconstruction of scale-1 restoration.
   The network's RGB change is taken to the format's own space (Y, Cb, Cr; or RGB; or gray), the
-  chroma change brought to the chroma grid by the normalised adjoint of the upsampling, and
+  chroma change brought to the chroma grid as the least-squares fit through the upsampling's
+  adjoint (`colour.fit_chroma_change`), and
   `strength` times it added to the input's codes, rounded once. A zero change (or strength 0)
   returns the input planes bit for bit.
 - `from_rgb(rgb)`: RGB (clamped to [0, 1]) to planes of the format, chroma by the same
@@ -101,7 +102,9 @@ class FrameConverter:
         for plane, (delta, is_chroma) in zip(planes, self._space_change(change.float())):
             codes = plane if isinstance(plane, torch.Tensor) else upload(plane, self.device)
             scale = colour.code_scale(self._depth, self._full_range(is_chroma), is_chroma)
-            codes = codes + (strength * scale) * self._on_grid(delta, is_chroma)
+            if is_chroma:
+                delta = colour.fit_chroma_change(delta, *change.shape[-2:], self._sub_y, self._sub_x)
+            codes = codes + (strength * scale) * delta
             out.append(download(colour.round_codes(codes, self._depth), dtype))
         return tuple(out)
 
