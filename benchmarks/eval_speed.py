@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edvr_cli.evaluation import evaluate
+from edvr_cli.evaluate.metrics import frame_metrics
+from edvr_cli.evaluate.scoring import evaluate
 from edvr_cli.image_io import list_image_files, read_image, write_png
-from edvr_cli.metrics import frame_metrics
 from edvr_cli.video import ffmpeg_exe
 from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
 

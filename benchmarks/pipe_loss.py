@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from edvr_cli.evaluation import evaluate
+from edvr_cli.evaluate.scoring import evaluate
 from edvr_cli.video import ffmpeg_exe
 
 CONFIGS = {  # name -> (output suffix, extra `edvr enhance` arguments)

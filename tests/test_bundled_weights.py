@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from edvr_cli.cli import main
 from edvr_cli.image_io import list_image_files, read_image, write_png
-from edvr_cli.metrics import psnr
+from edvr_cli.evaluate.metrics import psnr
 from edvr_cli.train.degrade import bicubic_downsample
 from edvr_cli.video.rgb_frames import RgbFrameReader as FrameReader
 from tests.clips import make_clip

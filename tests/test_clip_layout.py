@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edvr_cli.clip_layout import ClipLayoutError, clip_frames, find_clips
-from edvr_cli.frame_sources import FrameSourceError, open_source
+from edvr_cli.evaluate.sources import FrameSourceError, open_source
 from edvr_cli.image_io import list_image_files, natural_key, write_png
 from edvr_cli.train.data import DataError
 from edvr_cli.train.data import find_clips as find_training_clips

@@ -50,7 +50,7 @@ def _patch_commands(monkeypatch, error):
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("edvr_cli.evaluation.evaluate", fail)
+    monkeypatch.setattr("edvr_cli.evaluate.scoring.evaluate", fail)
     monkeypatch.setattr("edvr_cli.train.loop.train", fail)
     monkeypatch.setattr("edvr_cli.enhance.enhance", fail)
 

@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from skimage.metrics import structural_similarity
 
 from edvr_cli.cli import main
-from edvr_cli.evaluation import evaluate
+from edvr_cli.evaluate.scoring import evaluate
 from edvr_cli.video.rgb_frames import RgbFrameReader
-from edvr_cli.frame_sources import ClipPair, FrameSourceError, frame_pairs, open_source
+from edvr_cli.evaluate.sources import ClipPair, FrameSourceError, frame_pairs, open_source
 from edvr_cli.image_io import write_png
-from edvr_cli.metrics import frame_metrics
+from edvr_cli.evaluate.metrics import frame_metrics
 from tests.clips import FFMPEG, make_clip
 
 HEIGHT, WIDTH = 24, 32

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from edvr_cli.metrics import MetricError, frame_metrics, psnr, ssim, to_y
+from edvr_cli.evaluate.metrics import MetricError, frame_metrics, psnr, ssim, to_y
 
 Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
 

@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from edvr_cli.commands.enhance import command
-from edvr_cli.evaluation import evaluate
+from edvr_cli.evaluate.scoring import evaluate
 from edvr_cli.image_io import read_image_native, write_png
 from edvr_cli.video import FrameReader, probe
 from models import EDVR, save_model

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from edvr_cli.image_io import write_png
-from edvr_cli.metrics import psnr
+from edvr_cli.evaluate.metrics import psnr
 from edvr_cli.train.config import resolve_config
 from edvr_cli.train.data import (DataError, FolderPairClip, PatchDataset, augment_frames, find_clips, load_clips,
                                  make_loader, sample_frame_indices)

@@ -82,7 +82,7 @@ def _score(gt_path: Path, pred_path: Path, lq_path: Path | None, channel: str, c
            workers: int | None, json_path: Path | None, csv_path: Path | None, plot_path: Path | None) -> None:
     from tqdm import tqdm
 
-    from edvr_cli.evaluation import evaluate, format_table, write_csv, write_json, write_plot
+    from edvr_cli.evaluate.scoring import evaluate, format_table, write_csv, write_json, write_plot
     from models.errors import EdvrError
 
     started = time.perf_counter()

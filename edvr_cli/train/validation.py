@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edvr_cli.metrics import frame_metrics
+from edvr_cli.evaluate.metrics import frame_metrics
 from edvr_cli.windows import window_indices
 
 

@@ -28,8 +28,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from edvr_cli.frame_sources import ClipPair, FramePair, FrameSourceError, frame_pairs, pair_sources
-from edvr_cli.metrics import MetricError, frame_metrics
+from edvr_cli.evaluate.sources import ClipPair, FramePair, FrameSourceError, frame_pairs, pair_sources
+from edvr_cli.evaluate.metrics import MetricError, frame_metrics
 from models.errors import EdvrError
 
 
@@ -187,7 +187,7 @@ def _all_frames(pairs: list[ClipPair]) -> Iterator[tuple[int, ClipPair, FramePai
 def evaluate(gt: str | Path, pred: str | Path, lq: str | Path | None = None, channel: str = "rgb",
              crop_border: int = 0, workers: int = 1,
              on_frame: Callable[[], None] | None = None) -> EvaluationResult:
-    """Pair the sources (see `frame_sources`) and score every frame.
+    """Pair the sources (see `sources`) and score every frame.
 
     Args:
         gt: ground-truth frames: folder of frames, video, or folder of clip folders/videos.
