@@ -28,7 +28,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models.checkpoint import write_atomically
 
 MIN_OPSET = 16  # GridSample (the DCN's bilinear sampling) first appears in opset 16
 LAYOUTS = ("ntchw", "nchw")
@@ -314,16 +315,12 @@ def export_onnx(network: nn.Module, path: str | os.PathLike, opset: int = MIN_OP
                         f"{metadata['spatial_padding']}.")
     onnx.checker.check_model(graph)
 
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    try:
+    diffs: dict = {}
+
+    def write_and_verify(tmp_name: str) -> None:  # checked in ONNX Runtime before it takes the name
         onnx.save(graph, tmp_name)
-        diffs = verify_export(tmp_name, module, precision) if verify else {}
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600; a model is an ordinary file
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+        if verify:
+            diffs.update(verify_export(tmp_name, module, precision))
+
+    write_atomically(path, write_and_verify)
     return ExportInfo(str(path), path.stat().st_size, opset, precision, metadata, diffs)

@@ -18,6 +18,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from typing import Callable
+
 import torch
 
 from models.edvr import EDVR
@@ -254,14 +256,20 @@ def save_model(model: EDVR, path: str | Path, extra: dict | None = None, half: b
               for key, value in model.state_dict().items()}
     checkpoint = {"format_version": FORMAT_VERSION, "edvr_config": model_config(model), "params": params}
     checkpoint.update(extra or {})
+    write_atomically(path, lambda tmp_name: torch.save(checkpoint, tmp_name))
+
+
+def write_atomically(path: str | Path, write: Callable[[str], None]) -> None:
+    """`write(tmp_name)` into a hidden file beside `path`, then rename it onto `path`; on any
+    failure (or Ctrl-C) the hidden file is removed and `path` is untouched."""
     path = Path(path)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
     os.close(handle)
     try:
-        torch.save(checkpoint, tmp_name)
+        write(tmp_name)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
+        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600; a written file is an ordinary one
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

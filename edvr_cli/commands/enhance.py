@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from edvr_cli.commands.messages import one_line
+
 from edvr_cli.commands.interrupts import Interrupted, interrupted_message, signum_of, stop_on_signals
 from edvr_cli.windows import DEFAULT_PADDING, PADDING_MODES, WINDOW_SIZES
 
@@ -196,7 +198,7 @@ def command(input_path: Path, output_path: str, model: str | None, weights: str 
                                   received[0]) from None
             if isinstance(error, click.ClickException):
                 raise
-            raise click.ClickException(_one_line(error)) from None
+            raise click.ClickException(one_line(error)) from None
     if as_json:
         click.echo(json.dumps(asdict(result), indent=2))
     elif not quiet:
@@ -228,7 +230,7 @@ def _run(input_path: Path, output_path: str, model, weights, cache_dir, window, 
         try:
             check_crf(crf, resolve_encoder(encoder, output_path).codec)
         except VideoError as error:  # an unknown --codec
-            raise click.ClickException(_one_line(error)) from None
+            raise click.ClickException(one_line(error)) from None
     settings = EnhanceSettings(window=int(window) if window else None, padding=padding, tile=tile,
                                tile_overlap=tile_overlap, batch=batch, device=device,
                                precision=precision, ensemble=ensemble, strength=strength,
@@ -260,14 +262,6 @@ def _describe_encoder(encoder: dict) -> str:
     if encoder.get("preset"):
         parts.append(f"preset {encoder['preset']}")
     return " ".join(parts) + f" {encoder['pix_fmt']}"
-
-
-def _one_line(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        where = f"{error.filename}: " if error.filename else ""
-        return f"{where}{error.strerror}"
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 class _ProgressReporter:

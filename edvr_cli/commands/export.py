@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from edvr_cli.commands.messages import one_line
+
 
 @click.command(name="export", short_help="Export a model to ONNX (for ONNX Runtime, TensorRT, VapourSynth).")
 @click.option("--model", default=None,
@@ -77,7 +79,7 @@ def command(model: str | None, weights: str | None, cache_dir: Path | None, outp
                            source=loaded.name, source_path=loaded.path, verify=verify, overwrite=overwrite,
                            layout=layout)
     except (ValueError, OSError) as error:
-        raise click.ClickException(_one_line(error)) from None
+        raise click.ClickException(one_line(error)) from None
     if as_json:
         click.echo(json.dumps(asdict(info), indent=2))
         return
@@ -90,9 +92,3 @@ def command(model: str | None, weights: str | None, cache_dir: Path | None, outp
                f"{meta['size_multiple']} inside); {verified}")
 
 
-def _one_line(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        where = f"{error.filename}: " if error.filename else ""
-        return f"{where}{error.strerror}"
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
