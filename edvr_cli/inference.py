@@ -14,7 +14,7 @@ rest of the video and the caller is told once per such episode.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -94,6 +94,13 @@ def inverse_transform(x: torch.Tensor, flip_h: bool, flip_w: bool, transpose: bo
     return torch.flip(x, dims) if dims else x
 
 
+class Restored(NamedTuple):
+    """What one `ModelRunner.run` gives back."""
+
+    frames: torch.Tensor  # (n, c, h*s, w*s) float, not clamped
+    tile: int  # tile size in input pixels they were run with (0 = whole frames)
+
+
 class ModelRunner:
     """Restore batches of temporal windows with `model`.
 
@@ -150,9 +157,14 @@ class ModelRunner:
         return total / len(DIHEDRAL)
 
     def restore(self, frames: torch.Tensor) -> torch.Tensor:
-        """(n, t, c, h, w) float in [0, 1] on the device -> (n, c, h*s, w*s) float, not clamped.
+        """(n, t, c, h, w) float in [0, 1] on the device -> (n, c, h*s, w*s) float, not clamped."""
+        return self.run(frames).frames
 
-        Runs again with smaller tiles when memory runs out (see the class docstring).
+    def run(self, frames: torch.Tensor) -> "Restored":
+        """`restore`, reporting the tile size these frames were run with.
+
+        Runs again with smaller tiles when memory runs out (see the class docstring); that
+        smaller size is then the runner's for the following windows.
         """
         if frames.dim() != 5 or frames.shape[1] != self.num_frame:
             raise InferenceError(f"expected windows of shape (n, {self.num_frame}, c, h, w), "
@@ -182,7 +194,7 @@ class ModelRunner:
             self.notify(f"{self.device} ran out of memory with {before}: these frames were run again "
                         f"with {tile} px tiles (--tile {tile}), kept for the rest of the video")
             self.tile = tile
-        return out
+        return Restored(out, tile)
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         """(n, t, h, w, 3) uint8 RGB windows -> (n, h*s, w*s, 3) uint8 RGB restored centre frames."""

@@ -28,7 +28,7 @@ from edvr_cli.enhance import (EnhanceError, EnhanceSettings, SlidingWindows, Sou
 from edvr_cli.video import FolderFrameReader, Frame, FrameFormat, PlaneLayout, probe
 from edvr_cli.video import FrameReader as PlaneReader
 from edvr_cli.video.rgb_frames import RgbFrameReader as FrameReader
-from edvr_cli.inference import ModelRunner
+from edvr_cli.inference import ModelRunner, Restored
 from edvr_cli.model_choice import LoadedModel
 from edvr_cli.output_files import OutputPathError
 from edvr_cli.windows import PADDING_MODES, WINDOW_SIZES, max_reach, window_indices
@@ -228,8 +228,10 @@ def test_out_of_memory_retry_neither_skips_nor_repeats_frames():
 
 
 class FakeWriter:
-    def __init__(self, path):
-        self.path, self.frames, self.notes = Path(path), [], ["a note from the writer"]
+    def __init__(self, path, notify=None):
+        self.path, self.frames = Path(path), []
+        if notify is not None:
+            notify("a note from the writer")
 
     def write(self, frame):
         self.frames.append(frame)
@@ -248,7 +250,7 @@ def gray_format(width: int, height: int) -> FrameFormat:
 
 def fake_source(frames, fps=Fraction(30000, 1001)):
     """A Source of 8-bit gray frames, each an (h, w) plane."""
-    def open_source(path, folder_fps, deinterlace):
+    def open_source(path, folder_fps, deinterlace, notify):
         fmt = gray_format(frames[0].shape[1], frames[0].shape[0])
         return Source(iter(Frame((plane,), idx) for idx, plane in enumerate(frames)), fmt, fps, len(frames), None)
     return open_source
@@ -259,10 +261,10 @@ def test_enhance_with_fake_reader_and_writer(tmp_path):
     frames = [np.full((12, 20), 10 * idx, np.uint8) for idx in range(6)]
     writers = []
 
-    def open_writer(path, fmt, time_base, source, encoder, folder, deinterlaced):
+    def open_writer(path, fmt, time_base, source, encoder, folder, deinterlaced, notify):
         assert not folder and (fmt.width, fmt.height) == (20, 12) and path.parent == tmp_path
         assert path.name.startswith(".") and time_base == Fraction(1001, 30000)
-        writers.append(FakeWriter(path))
+        writers.append(FakeWriter(path, notify))
         return writers[-1]
 
     model = LoadedModel(identity_edvr(3), "identity", "identity.pth")
@@ -276,6 +278,31 @@ def test_enhance_with_fake_reader_and_writer(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
 
 
+def test_the_result_reports_the_tile_the_runner_ended_with(tmp_path):
+    """After an out-of-memory retry the summary's tile is the smaller one the runner reported."""
+    class RefusesBigTiles(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.scale, self.num_frame = inner, inner.scale, inner.num_frame
+
+        def forward(self, x):
+            if max(x.shape[-2:]) > 40:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
+            return self.inner(x)
+
+    (tmp_path / "in.mp4").write_bytes(b"not read: the fake reader stands in")
+    frames = [np.full((48, 64), 10 * idx, np.uint8) for idx in range(4)]
+
+    def open_writer(path, *args, **kwargs):
+        return FakeWriter(path)
+
+    model = LoadedModel(RefusesBigTiles(identity_edvr(3)), "refuses", "refuses.pth")
+    result = enhance(tmp_path / "in.mp4", tmp_path / "out.mp4", model,
+                     EnhanceSettings(device="cpu", tile_overlap=4), open_source=fake_source(frames),
+                     open_writer=open_writer)
+    assert result.tile == 32 and len(result.notes) == 1 and "32 px tiles" in result.notes[0]
+
+
 def test_interrupt_leaves_no_output(tmp_path):
     (tmp_path / "in.mp4").write_bytes(b"x")
     frames = [Frame((np.zeros((8, 8), np.uint8),))] * 5
@@ -284,7 +311,7 @@ def test_interrupt_leaves_no_output(tmp_path):
         yield from frames[:3]
         raise KeyboardInterrupt
 
-    def open_source(path, folder_fps, deinterlace):
+    def open_source(path, folder_fps, deinterlace, notify):
         return Source(interrupted(), gray_format(8, 8), Fraction(25), 5, None)
 
     def open_writer(path, *args, **kwargs):
@@ -568,9 +595,9 @@ def test_ctrl_c_exits_130_and_leaves_nothing(files, tmp_path, monkeypatch):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return windows[:, windows.shape[1] // 2]
+        return Restored(windows[:, windows.shape[1] // 2], 0)
 
-    monkeypatch.setattr(ModelRunner, "restore", interrupt_on_third_call)
+    monkeypatch.setattr(ModelRunner, "run", interrupt_on_third_call)
     result = run(files["clip"], "-o", tmp_path / "out.mp4", "--model", files["id5"], "--quiet")
     assert result.exit_code == 130 and result.output == "Error: interrupted: " \
         f"{tmp_path / 'out.mp4'} was not written\n"

@@ -68,7 +68,9 @@ class RgbWriter:
         info = probe(source) if isinstance(source, (str, Path)) else source
         encoder.setdefault("codec", "libx264")
         self.converter = FrameConverter(fmt)
-        self.writer = FrameWriter(path, fmt, 1 / Fraction(fps), EncoderSettings(**encoder), source=info)
+        self.notes: list[str] = []  # what the writer told
+        self.writer = FrameWriter(path, fmt, 1 / Fraction(fps), EncoderSettings(**encoder), source=info,
+                                  notify=self.notes.append)
         self.index = 0
 
     def write(self, frame: np.ndarray) -> None:

@@ -153,14 +153,12 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
     # One run per output: a second one refuses here; staging left by a killed run is removed.
     claim = claim_output(output_path, overwrite)
     try:
-        source = open_source(input_path, settings.folder_fps, settings.deinterlace)
+        source = open_source(input_path, settings.folder_fps, settings.deinterlace, note)
     except BaseException:
         claim.release()
         raise
     staging = None
     try:
-        for line in source.notes:
-            note(line)
         loaded = model() if callable(model) else model
         window = _checked_window(settings.window, int(loaded.network.num_frame))
         network = loaded.network
@@ -178,16 +176,21 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
         _note_source(source, target, folder_output, settings.deinterlace, note)
         timing = Timing(source)
         staging = claim.staging_path()
+        final_tile = settings.tile
         with open_writer(staging, out_format, timing.time_base, source, encoder, folder=folder_output,
-                         deinterlaced=settings.deinterlace) as writer:
-            for line in getattr(writer, "notes", []):
-                note(line)
+                         deinterlaced=settings.deinterlace, notify=note) as writer:
+
+            def restore(windows):
+                nonlocal final_tile
+                restored = planes.restore(windows)
+                final_tile = restored.tile  # smaller after an out-of-memory retry
+                return restored.frames
 
             def write(centre, output) -> None:
                 writer.write(Frame(planes.finish(centre, output), timing.pts(centre.frame)))
 
             reporter.start(source.num_frames)
-            num_frames = restore_stream(map(planes.prepare, source.reader), planes.restore, write, window,
+            num_frames = restore_stream(map(planes.prepare, source.reader), restore, write, window,
                                         settings.padding, settings.batch, on_frame=reporter.advance)
         claim.commit(staging, overwrite)  # only if complete (the writer closed cleanly) and still ours
     except NonFiniteOutputError as error:
@@ -211,7 +214,7 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
         seconds=round(seconds, 3), fps=round(num_frames / seconds, 3) if seconds > 0 else 0.0,
         video_fps=str(source.fps), width=out_format.width, height=out_format.height, device=str(device),
         precision=settings.precision, model=loaded.name, model_file=loaded.path, scale=runner.scale,
-        window=window, padding=settings.padding, tile=runner.tile, ensemble=settings.ensemble,
+        window=window, padding=settings.padding, tile=final_tile, ensemble=settings.ensemble,
         strength=settings.strength, pix_fmt=out_format.layout.pix_fmt,
         encoder=None if folder_output or used is None else {
             "codec": used.codec, "crf": used.crf, "preset": used.preset,

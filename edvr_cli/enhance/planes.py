@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from edvr_cli.enhance.stream import EnhanceError
-from edvr_cli.inference import ModelRunner
+from edvr_cli.inference import ModelRunner, Restored
 from edvr_cli.video import Frame, FrameConverter, FrameFormat
 
 
@@ -59,13 +59,14 @@ class FramePlanes:
         rgb = self._in.codes_to_rgb(codes).clamp_(0, 1)
         return DecodedFrame(frame, codes, rgb.to(self.runner.dtype))
 
-    def restore(self, windows: list[list[DecodedFrame]]) -> torch.Tensor:
-        """A batch of windows -> (n, 3, h*s, w*s) float restored centre frames, unclamped."""
+    def restore(self, windows: list[list[DecodedFrame]]) -> Restored:
+        """A batch of windows -> (n, 3, h*s, w*s) float restored centre frames (unclamped), and
+        the tile size they were run with."""
         frames = torch.stack([torch.stack([item.rgb for item in window]) for window in windows])
-        output = self.runner.restore(frames)
-        if not bool(torch.isfinite(output).all()):  # one reduction per batch; what is written must be numbers
+        restored = self.runner.run(frames)
+        if not bool(torch.isfinite(restored.frames).all()):  # one reduction per batch; what is written must be numbers
             raise NonFiniteOutputError("the network's output holds NaN or infinite values")
-        return output
+        return restored
 
     def finish(self, centre: DecodedFrame, output: torch.Tensor) -> tuple[np.ndarray, ...]:
         """The output planes for one restored frame."""

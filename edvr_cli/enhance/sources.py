@@ -10,10 +10,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from edvr_cli.video import (EncoderSettings, FolderFrameReader, Frame, FrameFormat, FrameReader, FrameWriter,
                             PlaneLayout, PngFolderWriter, VideoInfo, native_layout, probe, untagged_matrix)
@@ -30,7 +30,6 @@ class Source:
     fps: Fraction  # exact for constant-rate video; the average rate for variable-rate video
     num_frames: int | None
     video_info: VideoInfo | None  # None for image folders
-    notes: list[str] = field(default_factory=list)
 
     @property
     def width(self) -> int:
@@ -47,15 +46,16 @@ class Source:
 
 
 def open_source(path: str | os.PathLike, folder_fps: Fraction = DEFAULT_FOLDER_FPS,
-                deinterlace: bool = False) -> Source:
-    """Open a video file (probed, decoded natively by FrameReader) or a folder of images."""
+                deinterlace: bool = False, notify: Callable[[str], None] | None = None) -> Source:
+    """Open a video file (probed, decoded natively by FrameReader) or a folder of images;
+    `notify` is told what reading converts."""
     path = Path(path)
     if path.is_dir():
-        reader = FolderFrameReader(path)
-        return Source(reader, reader.format, Fraction(folder_fps), reader.num_frames, None, list(reader.notes))
+        reader = FolderFrameReader(path, notify)
+        return Source(reader, reader.format, Fraction(folder_fps), reader.num_frames, None)
     info = probe(path)
-    reader = FrameReader(path, info=info, deinterlace=deinterlace)
-    return Source(reader, reader.format, info.fps, info.num_frames, info, list(reader.notes))
+    reader = FrameReader(path, info=info, deinterlace=deinterlace, notify=notify)
+    return Source(reader, reader.format, info.fps, info.num_frames, info)
 
 
 def output_format(source_format: FrameFormat, scale: int, folder: bool, pix_fmt: str | None = None) -> FrameFormat:
@@ -110,12 +110,12 @@ class Timing:
 
 
 def open_writer(path: Path, fmt: FrameFormat, time_base: Fraction, source: Source, encoder: EncoderSettings,
-                folder: bool = False, deinterlaced: bool = False):
+                folder: bool = False, deinterlaced: bool = False, notify: Callable[[str], None] | None = None):
     """A FrameWriter for a video file (streams copied from a video source), or with `folder` a
-    PngFolderWriter."""
+    PngFolderWriter; `notify` is told what the output changes."""
     if folder:
         return PngFolderWriter(path, fmt)
     info = source.video_info
     return FrameWriter(path, fmt, time_base, encoder, source=info,
                        start_offset=info.start_offset if info is not None else Fraction(0),
-                       deinterlaced=deinterlaced)
+                       deinterlaced=deinterlaced, notify=notify)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -53,10 +53,11 @@ class FolderFrameReader:
     """Yield the images of a folder, in natural name order, as `Frame`s (pts = frame index).
 
     All frames must have the first frame's size and kind; the first one that does not raises
-    VideoError naming it. `format`, `num_frames` and `notes` are known on construction.
+    VideoError naming it. `format` and `num_frames` are known on construction; `notify` is told
+    what is dropped (alpha).
     """
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, notify: Callable[[str], None] | None = None):
         self.path = Path(folder)
         try:
             self.files = list_image_files(self.path)
@@ -68,7 +69,8 @@ class FolderFrameReader:
         self._first = planes
         self.height, self.width = planes[0].shape
         self.format = FrameFormat(layout, self.width, self.height, full_range=True)
-        self.notes = [f"{self.path}: the images' alpha channel is dropped"] if alpha else []
+        if alpha and notify is not None:
+            notify(f"{self.path}: the images' alpha channel is dropped")
         self.num_frames = len(self.files)
         self.num_frames_read = 0
 
@@ -108,7 +110,7 @@ class FolderFrameReader:
 class PngFolderWriter:
     """Write frames (RGB or gray layout, 8 or 16 bits) as `000001.png`, `000002.png`, ...
 
-    Same interface as FrameWriter: `write(frame)`, `close()`, `abort()`, `notes`.
+    Same interface as FrameWriter: `write(frame)`, `close()`, `abort()`.
     """
 
     def __init__(self, folder: str | Path, fmt: FrameFormat, start_number: int = 1):
@@ -119,7 +121,6 @@ class PngFolderWriter:
         self.format = fmt
         self.next_number = start_number
         self.num_frames_written = 0
-        self.notes: list[str] = []
 
     def write(self, frame: Frame) -> None:
         image = planes_to_image(frame, self.format.layout)

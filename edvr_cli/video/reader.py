@@ -16,7 +16,7 @@ import queue
 import subprocess
 import threading
 from fractions import Fraction
-from typing import Iterator
+from typing import Callable, Iterator
 
 from edvr_cli.video.ffmpeg import (POLL_SECONDS, StderrCollector, VideoError, ffmpeg_exe, ffmpeg_failed,
                                    ffmpeg_path, stop_process)
@@ -38,19 +38,20 @@ class FrameReader:
         info: its `probe()` result, when already known.
         deinterlace: run ffmpeg's bwdif (one frame per frame: count and timestamps kept).
         queue_size: decoded frames held ahead of the consumer (memory: queue_size + 2 frames).
+        notify: told what is converted on reading (a pixel format that cannot be held natively).
 
     Attributes:
         format: layout, size and colour of the frames (`frame.FrameFormat`).
-        notes: what was converted on reading (a pixel format that cannot be held natively).
         time_base: seconds per pts unit, known once the first frame has been read.
     """
 
     def __init__(self, path: str | os.PathLike, info: VideoInfo | None = None, deinterlace: bool = False,
-                 queue_size: int = 8):
+                 queue_size: int = 8, notify: Callable[[str], None] | None = None):
         self.path = os.fspath(path)
         self.info = info if info is not None else probe(self.path)
         self.format, note = source_format(self.info)
-        self.notes = [f"{self.path}: {note}"] if note else []
+        if note and notify is not None:
+            notify(f"{self.path}: {note}")
         self.width, self.height = self.format.width, self.format.height
         self.time_base: Fraction | None = None
         self.num_frames_read = 0

@@ -9,7 +9,7 @@ keeps its timing, and `start_offset` shifts the video against the copied audio a
 
 Colour tags (matrix, range, primaries, transfer), the field order of interlaced video and HDR
 side data (libx265) are set on the output; with `source`, its audio, subtitle and attachment
-streams are copied along (see `streams.plan_source_streams`); `writer.notes` says what changed.
+streams are copied along (see `streams.plan_source_streams`); `notify` is told what changed.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import subprocess
 import threading
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 from edvr_cli.video.ffmpeg import (POLL_SECONDS, StderrCollector, VideoError, ffmpeg_exe, ffmpeg_failed,
                                    ffmpeg_path, stop_process)
@@ -97,12 +98,14 @@ class FrameWriter:
         queue_size: frames buffered ahead of ffmpeg.
         check_frame_count: after closing, count the output's packets and raise VideoError unless
             they equal the frames written.
+        notify: told, one line each, what the output changes (streams converted or left out,
+            a pixel-format conversion, HDR metadata not carried).
     """
 
     def __init__(self, path: str | os.PathLike, fmt: FrameFormat, time_base: Fraction,
                  encoder: EncoderSettings = EncoderSettings(), source: VideoInfo | None = None,
                  start_offset: Fraction = Fraction(0), deinterlaced: bool = False, queue_size: int = 8,
-                 check_frame_count: bool = True):
+                 check_frame_count: bool = True, notify: Callable[[str], None] | None = None):
         self.path = os.fspath(path)
         self.format = fmt
         self.time_base = Fraction(time_base)
@@ -114,7 +117,7 @@ class FrameWriter:
         self._pts_factor = int(self.time_base / self._pipe_base)
         self.encoder = resolve_encoder(encoder, self.path)
         self.check_frame_count = check_frame_count
-        self.notes: list[str] = []
+        notify = notify or (lambda message: None)
         self.num_frames_written = 0
         self._last_pts: int | None = None
         codec = self.encoder.codec
@@ -127,7 +130,9 @@ class FrameWriter:
         stream_args: list[str] = []
         if source is not None:
             args += ["-i", ffmpeg_path(source.path)]
-            stream_args, self.notes = plan_source_streams(source.path, source, self.path)
+            stream_args, stream_notes = plan_source_streams(source.path, source, self.path)
+            for line in stream_notes:
+                notify(line)
             stream_args += ["-map_metadata", "1", "-map_chapters", "1"]
         args += ["-map", "0:0", "-c:v", codec]
         if self.encoder.crf is not None and encoder_has_option(codec, "crf"):
@@ -141,7 +146,7 @@ class FrameWriter:
             # a conversion the encoder needs: state the matrix and range it converts with
             out_range = fmt.range_tag if self.pix_fmt.startswith(("yuv", "nv", "p0")) else "pc"
             filters.append(f"scale=out_color_matrix={_swscale_matrix(fmt.matrix)}:out_range={out_range}")
-            self.notes.append(f"{self.path}: frames converted from {fmt.layout.pix_fmt} to {self.pix_fmt} "
+            notify(f"{self.path}: frames converted from {fmt.layout.pix_fmt} to {self.pix_fmt} "
                               f"for {codec}")
         args += ["-vf", ",".join(filters), "-pix_fmt", self.pix_fmt]
         if field_order is not None:
@@ -152,7 +157,7 @@ class FrameWriter:
         if hdr and codec == "libx265":
             args += ["-x265-params", hdr]
         elif hdr:
-            self.notes.append(f"{self.path}: the source's HDR mastering/light-level metadata is carried "
+            notify(f"{self.path}: the source's HDR mastering/light-level metadata is carried "
                               f"by libx265 only, not by {codec}")
         if codec == "libx265" and Path(self.path).suffix.lower() in _HVC1_CONTAINERS:
             args += ["-tag:v", "hvc1"]
