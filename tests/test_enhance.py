@@ -203,20 +203,24 @@ def test_each_output_frame_saw_its_padded_window(padding, batch):
                 window_indices(idx, num_frames, window, padding) for idx in range(num_frames)]
 
 
-def test_out_of_memory_retry_neither_skips_nor_repeats_frames():
-    class RefusesWholeFrames(nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner, self.scale, self.num_frame = inner, inner.scale, inner.num_frame
+class RefusesLargeInputs(nn.Module):
+    """`inner`, but "out of memory" (CUDA's error) for inputs larger than `limit` pixels a side."""
 
-        def forward(self, x):
-            if max(x.shape[-2:]) > 56:
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
-            return self.inner(x)
+    def __init__(self, inner, limit: int):
+        super().__init__()
+        self.inner, self.limit, self.scale, self.num_frame = inner, limit, inner.scale, inner.num_frame
+
+    def forward(self, x):
+        if max(x.shape[-2:]) > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
+        return self.inner(x)
+
+
+def test_out_of_memory_retry_neither_skips_nor_repeats_frames():
 
     frames = [np.random.default_rng(idx).integers(0, 256, (48, 64, 3), dtype=np.uint8) for idx in range(7)]
     notes, written = [], []
-    runner = ModelRunner(RefusesWholeFrames(identity_edvr(3)), "cpu", tile_overlap=8, notify=notes.append)
+    runner = ModelRunner(RefusesLargeInputs(identity_edvr(3), 56), "cpu", tile_overlap=8, notify=notes.append)
     restore_stream(iter(frames), uint8_runner(runner), output_only(written.append), 3, "reflection_circle",
                    batch_size=2)
     assert len(written) == 7
@@ -280,23 +284,13 @@ def test_enhance_with_fake_reader_and_writer(tmp_path):
 
 def test_the_result_reports_the_tile_the_runner_ended_with(tmp_path):
     """After an out-of-memory retry the summary's tile is the smaller one the runner reported."""
-    class RefusesBigTiles(nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner, self.scale, self.num_frame = inner, inner.scale, inner.num_frame
-
-        def forward(self, x):
-            if max(x.shape[-2:]) > 40:
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
-            return self.inner(x)
-
     (tmp_path / "in.mp4").write_bytes(b"not read: the fake reader stands in")
     frames = [np.full((48, 64), 10 * idx, np.uint8) for idx in range(4)]
 
     def open_writer(path, *args, **kwargs):
         return FakeWriter(path)
 
-    model = LoadedModel(RefusesBigTiles(identity_edvr(3)), "refuses", "refuses.pth")
+    model = LoadedModel(RefusesLargeInputs(identity_edvr(3), 40), "refuses", "refuses.pth")
     result = enhance(tmp_path / "in.mp4", tmp_path / "out.mp4", model,
                      EnhanceSettings(device="cpu", tile_overlap=4), open_source=fake_source(frames),
                      open_writer=open_writer)

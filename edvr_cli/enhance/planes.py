@@ -49,10 +49,9 @@ class FramePlanes:
         self.strength = strength
         self._in = FrameConverter(source_format, runner.device)
         self._out = FrameConverter(output_format, runner.device)
-        same_layout = output_format.layout == source_format.layout
         # scale 1: the output is the input's planes plus the change, in the input's own space
         self.residual = runner.scale == 1
-        self._output_is_source = same_layout and output_format == source_format
+        self._output_is_source = output_format == source_format
 
     def prepare(self, frame: Frame) -> DecodedFrame:
         codes = self._in.upload(frame.planes)
@@ -72,7 +71,10 @@ class FramePlanes:
         """The output planes for one restored frame."""
         if not self.residual:
             return self._out.from_rgb(output)
-        planes = self._in.apply_change(centre.codes, output.float() - centre.rgb.float(), self.strength)
+        change = output.float() - centre.rgb.float()
         if self._output_is_source:
-            return planes
-        return self._out.from_rgb(self._in.to_rgb(planes))  # e.g. PNG frames of a YUV source
+            return self._in.apply_change(centre.codes, change, self.strength)
+        # e.g. PNG frames of a YUV source: RGB of the planes a video would hold, without a round
+        # trip through host memory
+        codes = self._in.changed_codes(centre.codes, change, self.strength)
+        return self._out.from_rgb(self._in.codes_to_rgb([plane.to(torch.float32) for plane in codes]))

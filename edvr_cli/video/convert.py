@@ -93,20 +93,24 @@ class FrameConverter:
     def _full_range(self, is_chroma: bool) -> bool:
         return True if self._family == "rgb" else self.format.full_range
 
-    def apply_change(self, planes: tuple[np.ndarray, ...] | list[torch.Tensor], change: torch.Tensor,
-                     strength: float = 1.0) -> tuple[np.ndarray, ...]:
+    def changed_codes(self, planes: tuple[np.ndarray, ...] | list[torch.Tensor], change: torch.Tensor,
+                      strength: float = 1.0) -> list[torch.Tensor]:
         """Input planes (or their uploaded codes) + strength x the network's RGB `change`
-        (3, h, w), in the format's space; rounded once."""
-        dtype = self.format.layout.dtype
+        (3, h, w), in the format's space; rounded once: int32 codes on the device."""
         out = []
         for plane, (delta, is_chroma) in zip(planes, self._space_change(change.float())):
             codes = plane if isinstance(plane, torch.Tensor) else upload(plane, self.device)
             scale = colour.code_scale(self._depth, self._full_range(is_chroma), is_chroma)
             if is_chroma:
                 delta = colour.fit_chroma_change(delta, *change.shape[-2:], self._sub_y, self._sub_x)
-            codes = codes + (strength * scale) * delta
-            out.append(download(colour.round_codes(codes, self._depth), dtype))
-        return tuple(out)
+            out.append(colour.round_codes(codes + (strength * scale) * delta, self._depth))
+        return out
+
+    def apply_change(self, planes: tuple[np.ndarray, ...] | list[torch.Tensor], change: torch.Tensor,
+                     strength: float = 1.0) -> tuple[np.ndarray, ...]:
+        """`changed_codes` as numpy planes of the format."""
+        dtype = self.format.layout.dtype
+        return tuple(download(codes, dtype) for codes in self.changed_codes(planes, change, strength))
 
     def from_rgb(self, rgb: torch.Tensor) -> tuple[np.ndarray, ...]:
         """RGB (3, h, w), clamped to [0, 1], -> planes of the format."""
