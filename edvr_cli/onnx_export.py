@@ -281,6 +281,27 @@ def export_onnx(network: nn.Module, path: str | os.PathLike, opset: int = MIN_OP
     import onnx
 
     path = Path(path)
+    _check_export_request(network, path, opset, overwrite)
+    network = network.eval()
+    precision = "fp16" if fp16 else "fp32"
+    if layout not in LAYOUTS:
+        raise ExportError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    module = PaddedEDVR(half_convolutions(network) if fp16 else network, layout).eval()
+    graph, metadata = _checked_graph(network, module, opset, precision, source, source_path)
+
+    diffs: dict = {}
+
+    def write_and_verify(tmp_name: str) -> None:  # checked in ONNX Runtime before it takes the name
+        onnx.save(graph, tmp_name)
+        if verify:
+            diffs.update(verify_export(tmp_name, module, precision))
+
+    write_atomically(path, write_and_verify)
+    return ExportInfo(str(path), path.stat().st_size, opset, precision, metadata, diffs)
+
+
+def _check_export_request(network: nn.Module, path: Path, opset: int, overwrite: bool) -> None:
+    """Refuse an opset, DCN backend or output path that cannot work, before anything is traced."""
     if opset < MIN_OPSET:
         raise ExportError(f"--opset {opset} is too old: EDVR's deformable convolution needs GridSample, "
                           f"opset {MIN_OPSET} or later")
@@ -301,26 +322,18 @@ def export_onnx(network: nn.Module, path: str | os.PathLike, opset: int = MIN_OP
     if not path.parent.is_dir():
         raise ExportError(f"{path.parent}: no such folder")
 
-    network = network.eval()
-    precision = "fp16" if fp16 else "fp32"
-    if layout not in LAYOUTS:
-        raise ExportError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
-    module = PaddedEDVR(half_convolutions(network) if fp16 else network, layout).eval()
+
+def _checked_graph(network: nn.Module, module: PaddedEDVR, opset: int, precision: str, source: str | None,
+                   source_path: str | os.PathLike | None):
+    """The traced graph with its metadata and doc string, passed by onnx.checker; returns (graph, metadata)."""
+    import onnx
+
     graph = onnx.load_from_string(_trace_to_onnx(module, opset))
-    metadata = export_metadata(network, precision, opset, source, source_path, layout)
+    metadata = export_metadata(network, precision, opset, source, source_path, module.layout)
     for key, value in metadata.items():
         graph.metadata_props.add(key=key, value=value)
     graph.producer_name = "edvr"
     graph.doc_string = (f"EDVR x{module.scale}: {metadata['input']} -> {metadata['output']}. "
                         f"{metadata['spatial_padding']}.")
     onnx.checker.check_model(graph)
-
-    diffs: dict = {}
-
-    def write_and_verify(tmp_name: str) -> None:  # checked in ONNX Runtime before it takes the name
-        onnx.save(graph, tmp_name)
-        if verify:
-            diffs.update(verify_export(tmp_name, module, precision))
-
-    write_atomically(path, write_and_verify)
-    return ExportInfo(str(path), path.stat().st_size, opset, precision, metadata, diffs)
+    return graph, metadata

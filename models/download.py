@@ -86,8 +86,20 @@ def download_checkpoint(entry: ZooEntry, destination: Path, progress: bool = Tru
         DownloadError: no connection, HTTP error, short transfer, or a web page instead of a file.
         ChecksumError: the downloaded bytes do not match `entry.sha256` (the file is deleted).
     """
-    from tqdm import tqdm  # only needed when something is downloaded
+    handle, temp_path = _temp_file_beside(destination)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            actual, received, expected_bytes = _fetch_into(out, entry, destination, progress)
+        _check_download(entry, destination, actual, received, expected_bytes)
+        os.replace(temp_path, destination)
+    except BaseException:
+        temp_path.unlink(missing_ok=True)
+        raise
+    return destination
 
+
+def _temp_file_beside(destination: Path) -> tuple[int, Path]:
+    """A new .part file in the destination's folder (created), so the final os.replace is atomic."""
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.",
@@ -96,51 +108,61 @@ def download_checkpoint(entry: ZooEntry, destination: Path, progress: bool = Tru
         raise DownloadError(f"cannot write to the cache folder {destination.parent}: "
                             f"{error.strerror or error}. Set EDVR_CACHE_DIR or --cache-dir to a "
                             f"writable folder.") from None
-    temp_path = Path(temp_name)
-    digest = hashlib.sha256()
-    received, expected_bytes = 0, None
+    return handle, Path(temp_name)
+
+
+def _fetch_into(out, entry: ZooEntry, destination: Path, progress: bool) -> tuple[str, int, int | None]:
+    """GET `entry.url` into `out`, turning HTTP and network failures into one-line DownloadErrors."""
+    request = urllib.request.Request(entry.url, headers={"User-Agent": "edvr-cli"})
     try:
-        with os.fdopen(handle, "wb") as out:
-            request = urllib.request.Request(entry.url, headers={"User-Agent": "edvr-cli"})
-            try:
-                with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-                    content_type = response.headers.get("Content-Type", "")
-                    if content_type.startswith("text/html"):
-                        raise DownloadError(
-                            f"{entry.url} answered with a web page, not the checkpoint (Google Drive "
-                            f"does this for large files or when its download quota is used up). "
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            return _copy_response(response, out, entry, destination, progress)
+    except urllib.error.HTTPError as error:
+        raise DownloadError(f"could not download {entry.name}: {entry.url} answered HTTP "
+                            f"{error.code} {error.reason}. " + _by_hand(entry, destination)) from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise DownloadError(f"could not download {entry.name} from {entry.url} ({reason}). "
+                            + _by_hand(entry, destination)) from None
+
+
+def _copy_response(response, out, entry: ZooEntry, destination: Path,
+                   progress: bool) -> tuple[str, int, int | None]:
+    """Copy and hash the body in one pass; returns (sha256, bytes received, Content-Length or None)."""
+    from tqdm import tqdm  # only needed when something is downloaded
+
+    content_type = response.headers.get("Content-Type", "")
+    if content_type.startswith("text/html"):
+        raise DownloadError(
+            f"{entry.url} answered with a web page, not the checkpoint (Google Drive "
+            f"does this for large files or when its download quota is used up). "
+            + _by_hand(entry, destination))
+    length = response.headers.get("Content-Length")
+    expected_bytes = int(length) if length and length.isdigit() else None
+    digest = hashlib.sha256()
+    received = 0
+    with tqdm(total=expected_bytes, unit="B", unit_scale=True, unit_divisor=1024,
+              desc=entry.file_name, disable=not progress, leave=False) as bar:
+        for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
+            out.write(chunk)
+            digest.update(chunk)
+            received += len(chunk)
+            bar.update(len(chunk))
+    return digest.hexdigest(), received, expected_bytes
+
+
+def _check_download(entry: ZooEntry, destination: Path, actual: str, received: int,
+                    expected_bytes: int | None) -> None:
+    """Refuse a short transfer or a wrong SHA-256 before the file may take its final name."""
+    # http.client does not raise when the server closes early; compare with Content-Length.
+    if expected_bytes is not None and received != expected_bytes:
+        raise DownloadError(f"download of {entry.url} stopped after {received} of "
+                            f"{expected_bytes} bytes; nothing was kept. Try again. "
                             + _by_hand(entry, destination))
-                    length = response.headers.get("Content-Length")
-                    expected_bytes = int(length) if length and length.isdigit() else None
-                    with tqdm(total=expected_bytes, unit="B", unit_scale=True, unit_divisor=1024,
-                              desc=entry.file_name, disable=not progress, leave=False) as bar:
-                        for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
-                            out.write(chunk)
-                            digest.update(chunk)
-                            received += len(chunk)
-                            bar.update(len(chunk))
-            except urllib.error.HTTPError as error:
-                raise DownloadError(f"could not download {entry.name}: {entry.url} answered HTTP "
-                                    f"{error.code} {error.reason}. " + _by_hand(entry, destination)) from None
-            except (urllib.error.URLError, OSError) as error:
-                reason = getattr(error, "reason", None) or error
-                raise DownloadError(f"could not download {entry.name} from {entry.url} ({reason}). "
-                                    + _by_hand(entry, destination)) from None
-        # http.client does not raise when the server closes early; compare with Content-Length.
-        if expected_bytes is not None and received != expected_bytes:
-            raise DownloadError(f"download of {entry.url} stopped after {received} of "
-                                f"{expected_bytes} bytes; nothing was kept. Try again. "
-                                + _by_hand(entry, destination))
-        actual = digest.hexdigest()
-        if not hash_matches(actual, entry.sha256):
-            raise ChecksumError(f"downloaded {entry.url} but its SHA-256 {actual[:16]}... does not "
-                                f"match the expected {entry.sha256}; the file was deleted. "
-                                f"If this repeats, the published file has changed: report it.")
-        os.replace(temp_path, destination)
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise
-    return destination
+    if not hash_matches(actual, entry.sha256):
+        raise ChecksumError(f"downloaded {entry.url} but its SHA-256 {actual[:16]}... does not "
+                            f"match the expected {entry.sha256}; the file was deleted. "
+                            f"If this repeats, the published file has changed: report it.")
 
 
 def resolve_checkpoint(name_or_path: str | Path, cache_dir: str | Path | None = None,

@@ -213,21 +213,8 @@ class EDVR(nn.Module):
                  with_tsa: bool = True, scale: int | None = None, car: bool = False,
                  nonlocal_attn: bool = False, num_hr_feat: int = 64, dcn_backend: str = "pytorch"):
         super().__init__()
-        if num_frame < 1 or num_frame % 2 == 0:
-            raise ValueError(f"num_frame must be odd and positive, got {num_frame}")
-        if center_frame_idx is None:
-            center_frame_idx = num_frame // 2
-        if not 0 <= center_frame_idx < num_frame:
-            raise ValueError(f"center_frame_idx {center_frame_idx} outside 0..{num_frame - 1}")
-        if scale is None:
-            scale = 1 if hr_in else 4
-        allowed_scales = (1,) if hr_in else (1, 2, 4)
-        if scale not in allowed_scales:
-            raise ValueError(f"scale {scale} not supported with hr_in={hr_in}; choose {allowed_scales}")
-        if num_in_ch != num_out_ch:
-            raise ValueError("num_in_ch must equal num_out_ch: the output is added to the centre frame")
-        if num_feat % deformable_groups:
-            raise ValueError(f"num_feat {num_feat} is not divisible by deformable_groups {deformable_groups}")
+        center_frame_idx, scale = self._check_arguments(num_in_ch, num_out_ch, num_feat, num_frame,
+                                                        deformable_groups, center_frame_idx, hr_in, scale)
         # The resolved constructor arguments, saved beside the weights in our checkpoints.
         self.config = dict(num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat,
                            num_frame=num_frame, deformable_groups=deformable_groups,
@@ -247,12 +234,41 @@ class EDVR(nn.Module):
         # PCD needs /4 pyramids of the feature map and TSA pools it twice more.
         self.size_multiple = 4 * self.feature_stride
 
-        if with_predeblur:
-            self.predeblur = PredeblurModule(num_in_ch, num_feat, hr_in=hr_in)
+        # Submodules are registered in BasicSR's order, so state-dict keys and their order match.
+        self._build_feature_pyramid(num_in_ch, num_feat, num_extract_block)
+        self._build_alignment_and_fusion(num_feat, num_frame, deformable_groups, nonlocal_attn, dcn_backend)
+        self._build_reconstruction(num_feat, num_out_ch, num_reconstruct_block, num_hr_feat, car)
+
+    @staticmethod
+    def _check_arguments(num_in_ch: int, num_out_ch: int, num_feat: int, num_frame: int,
+                         deformable_groups: int, center_frame_idx: int | None, hr_in: bool,
+                         scale: int | None) -> tuple[int, int]:
+        """Refuse impossible arguments before any layer is built; returns (center_frame_idx, scale)."""
+        if num_frame < 1 or num_frame % 2 == 0:
+            raise ValueError(f"num_frame must be odd and positive, got {num_frame}")
+        if center_frame_idx is None:
+            center_frame_idx = num_frame // 2
+        if not 0 <= center_frame_idx < num_frame:
+            raise ValueError(f"center_frame_idx {center_frame_idx} outside 0..{num_frame - 1}")
+        if scale is None:
+            scale = 1 if hr_in else 4
+        allowed_scales = (1,) if hr_in else (1, 2, 4)
+        if scale not in allowed_scales:
+            raise ValueError(f"scale {scale} not supported with hr_in={hr_in}; choose {allowed_scales}")
+        if num_in_ch != num_out_ch:
+            raise ValueError("num_in_ch must equal num_out_ch: the output is added to the centre frame")
+        if num_feat % deformable_groups:
+            raise ValueError(f"num_feat {num_feat} is not divisible by deformable_groups {deformable_groups}")
+        return center_frame_idx, scale
+
+    def _build_feature_pyramid(self, num_in_ch: int, num_feat: int, num_extract_block: int) -> None:
+        """The entry layers (predeblur or conv_first) and the L1/L2/L3 feature pyramid, BasicSR's names."""
+        if self.with_predeblur:
+            self.predeblur = PredeblurModule(num_in_ch, num_feat, hr_in=self.hr_in)
             self.conv_1x1 = nn.Conv2d(num_feat, num_feat, 1, 1)
         else:
             self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
-            if hr_in:  # the original EDVR's strided entry (conv_first_2/3 there)
+            if self.hr_in:  # the original EDVR's strided entry (conv_first_2/3 there)
                 self.stride_conv_hr1 = nn.Conv2d(num_feat, num_feat, 3, 2, 1)
                 self.stride_conv_hr2 = nn.Conv2d(num_feat, num_feat, 3, 2, 1)
         self.feature_extraction = make_layer(ResidualBlockNoBN, num_extract_block, num_feat=num_feat)
@@ -261,14 +277,20 @@ class EDVR(nn.Module):
         self.conv_l3_1 = nn.Conv2d(num_feat, num_feat, 3, 2, 1)
         self.conv_l3_2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
 
+    def _build_alignment_and_fusion(self, num_feat: int, num_frame: int, deformable_groups: int,
+                                    nonlocal_attn: bool, dcn_backend: str) -> None:
+        """PCD alignment, the optional non-local attention and the fusion (TSA or a 1x1 conv)."""
         self.pcd_align = PCDAlignment(num_feat, deformable_groups, dcn_backend)
         if nonlocal_attn:
             self.nonlocal_attn = NonLocalBlock(num_feat)
-        if with_tsa:
-            self.fusion = TSAFusion(num_feat, num_frame, center_frame_idx)
+        if self.with_tsa:
+            self.fusion = TSAFusion(num_feat, num_frame, self.center_frame_idx)
         else:
             self.fusion = nn.Conv2d(num_frame * num_feat, num_feat, 1, 1)
 
+    def _build_reconstruction(self, num_feat: int, num_out_ch: int, num_reconstruct_block: int,
+                              num_hr_feat: int, car: bool) -> None:
+        """The reconstruction trunk and the pixel-shuffle stages that `num_upsample_stages` asks for."""
         block = ResidualBlockCA if car else ResidualBlockNoBN
         self.reconstruction = make_layer(block, num_reconstruct_block, num_feat=num_feat)
         hr_in_ch = num_feat

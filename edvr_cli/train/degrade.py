@@ -265,39 +265,12 @@ def prepare_clip(name: str, source: Path, degradation: Degradation, cache_root: 
     cache_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{safe_name}-", suffix=".partial", dir=cache_root))
     try:
-        if degradation.kind in ("compress", "compress3"):
-            intermediate, encoded = work / "source_yuv420p.mkv", work / "x265.mkv"
-            _write_lossless_yuv420(source, intermediate, f"{name}: lossless yuv420p", show_progress)
-            _encode_x265(intermediate, encoded, degradation, work, f"{name}: {degradation.describe()}",
-                         show_progress)
-            gt_shape = _write_frames(clip_frames(intermediate), work / "gt.u8", f"{name}: ground truth",
-                                     show_progress)
-            lq_shape = _write_frames(clip_frames(encoded), work / "lq.u8", f"{name}: input", show_progress)
-            intermediate.unlink()
-            encoded.unlink()
-        elif degradation.kind == "bicubic4":
-            gt_shape = _write_frames(_crop_multiple(clip_frames(source), 4), work / "gt.u8",
-                                     f"{name}: ground truth", show_progress)
-            gt = np.memmap(work / "gt.u8", dtype=np.uint8, mode="r", shape=gt_shape)
-            lq_shape = _write_frames((bicubic_downsample(frame) for frame in gt), work / "lq.u8",
-                                     f"{name}: x4 bicubic", show_progress)
-            del gt
-        else:
-            if lq_source is None:
-                raise DegradeError(f"{name}: no input given and no degradation chosen")
-            gt_shape = _write_frames(clip_frames(source), work / "gt.u8", f"{name}: ground truth", show_progress)
-            lq_shape = _write_frames(clip_frames(lq_source), work / "lq.u8", f"{name}: input", show_progress)
+        gt_shape, lq_shape = _write_pair(name, source, degradation, work, show_progress, lq_source)
         if gt_shape[0] != lq_shape[0]:
             raise DegradeError(f"{name}: ground truth has {gt_shape[0]} frames but the input has {lq_shape[0]}")
         meta = {"name": name, "source": str(source), "degradation": asdict(degradation),
                 "num_frames": gt_shape[0], "gt_shape": gt_shape, "lq_shape": lq_shape}
-        (work / "meta.json").write_text(json.dumps(meta, indent=1))
-        try:
-            os.replace(work, folder)  # a complete entry appears at once, or not at all
-        except OSError:
-            if _read_entry(folder, name) is None:  # not a concurrent writer finishing first
-                raise
-            shutil.rmtree(work, ignore_errors=True)
+        _publish_entry(work, folder, name, meta)
     except (VideoError, ImageFolderError) as error:
         shutil.rmtree(work, ignore_errors=True)
         raise DegradeError(f"{name}: {error}") from None
@@ -305,3 +278,42 @@ def prepare_clip(name: str, source: Path, degradation: Degradation, cache_root: 
         shutil.rmtree(work, ignore_errors=True)
         raise
     return _read_entry(folder, name)
+
+
+def _write_pair(name: str, source: Path, degradation: Degradation, work: Path, show_progress: bool,
+                lq_source: Path | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Write gt.u8 and lq.u8 into `work` the way `degradation` says; returns their shapes."""
+    if degradation.kind in ("compress", "compress3"):
+        intermediate, encoded = work / "source_yuv420p.mkv", work / "x265.mkv"
+        _write_lossless_yuv420(source, intermediate, f"{name}: lossless yuv420p", show_progress)
+        _encode_x265(intermediate, encoded, degradation, work, f"{name}: {degradation.describe()}",
+                     show_progress)
+        gt_shape = _write_frames(clip_frames(intermediate), work / "gt.u8", f"{name}: ground truth",
+                                 show_progress)
+        lq_shape = _write_frames(clip_frames(encoded), work / "lq.u8", f"{name}: input", show_progress)
+        intermediate.unlink()
+        encoded.unlink()
+    elif degradation.kind == "bicubic4":
+        gt_shape = _write_frames(_crop_multiple(clip_frames(source), 4), work / "gt.u8",
+                                 f"{name}: ground truth", show_progress)
+        gt = np.memmap(work / "gt.u8", dtype=np.uint8, mode="r", shape=gt_shape)
+        lq_shape = _write_frames((bicubic_downsample(frame) for frame in gt), work / "lq.u8",
+                                 f"{name}: x4 bicubic", show_progress)
+        del gt
+    else:
+        if lq_source is None:
+            raise DegradeError(f"{name}: no input given and no degradation chosen")
+        gt_shape = _write_frames(clip_frames(source), work / "gt.u8", f"{name}: ground truth", show_progress)
+        lq_shape = _write_frames(clip_frames(lq_source), work / "lq.u8", f"{name}: input", show_progress)
+    return gt_shape, lq_shape
+
+
+def _publish_entry(work: Path, folder: Path, name: str, meta: dict) -> None:
+    """Write meta.json and rename the work folder into place, so readers see whole entries only."""
+    (work / "meta.json").write_text(json.dumps(meta, indent=1))
+    try:
+        os.replace(work, folder)  # a complete entry appears at once, or not at all
+    except OSError:
+        if _read_entry(folder, name) is None:  # not a concurrent writer finishing first
+            raise
+        shutil.rmtree(work, ignore_errors=True)
