@@ -63,6 +63,35 @@ class _Gains:
         return gain(self.ssim, self.lq_ssim)
 
 
+class _MeanScores(_Gains):
+    """psnr, ssim, lq_psnr and lq_ssim as means over the parts named by `_PARTS` (frames or clips)."""
+
+    _PARTS = ""  # the field holding the parts: "frames" for a clip, "clips" for the whole result
+
+    def _mean_of(self, score: str, optional: bool = False) -> float | None:
+        """One score's mean over the parts, shared by clips and the result; optional: None without --lq."""
+        parts = getattr(self, self._PARTS)
+        if optional and getattr(parts[0], score) is None:
+            return None
+        return _mean([getattr(part, score) for part in parts])
+
+    @property
+    def psnr(self) -> float:
+        return self._mean_of("psnr")
+
+    @property
+    def ssim(self) -> float:
+        return self._mean_of("ssim")
+
+    @property
+    def lq_psnr(self) -> float | None:
+        return self._mean_of("lq_psnr", optional=True)
+
+    @property
+    def lq_ssim(self) -> float | None:
+        return self._mean_of("lq_ssim", optional=True)
+
+
 @dataclass(frozen=True)
 class FrameResult(_Gains):
     """Scores of one frame. PSNR in dB (inf when identical), SSIM in [-1, 1]."""
@@ -75,8 +104,10 @@ class FrameResult(_Gains):
     lq_ssim: float | None = None
 
 @dataclass(frozen=True)
-class ClipResult(_Gains):
+class ClipResult(_MeanScores):
     """One clip's frames and their means."""
+
+    _PARTS = "frames"
 
     name: str
     frames: tuple[FrameResult, ...]
@@ -85,25 +116,12 @@ class ClipResult(_Gains):
     def num_frames(self) -> int:
         return len(self.frames)
 
-    @property
-    def psnr(self) -> float:
-        return _mean([frame.psnr for frame in self.frames])
-
-    @property
-    def ssim(self) -> float:
-        return _mean([frame.ssim for frame in self.frames])
-
-    @property
-    def lq_psnr(self) -> float | None:
-        return None if self.frames[0].lq_psnr is None else _mean([f.lq_psnr for f in self.frames])
-
-    @property
-    def lq_ssim(self) -> float | None:
-        return None if self.frames[0].lq_ssim is None else _mean([f.lq_ssim for f in self.frames])
 
 @dataclass(frozen=True)
-class EvaluationResult(_Gains):
+class EvaluationResult(_MeanScores):
     """All clips' results; overall values are the mean of the clip means."""
+
+    _PARTS = "clips"
 
     clips: tuple[ClipResult, ...]
     channel: str
@@ -116,23 +134,6 @@ class EvaluationResult(_Gains):
     @property
     def num_frames(self) -> int:
         return sum(clip.num_frames for clip in self.clips)
-
-    @property
-    def psnr(self) -> float:
-        return _mean([clip.psnr for clip in self.clips])
-
-    @property
-    def ssim(self) -> float:
-        return _mean([clip.ssim for clip in self.clips])
-
-    @property
-    def lq_psnr(self) -> float | None:
-        return _mean([clip.lq_psnr for clip in self.clips]) if self.has_lq else None
-
-    @property
-    def lq_ssim(self) -> float | None:
-        return _mean([clip.lq_ssim for clip in self.clips]) if self.has_lq else None
-
 
     def to_dict(self) -> dict:
         """Plain data (floats may be inf); `write_json` turns infinities into strings."""
