@@ -20,7 +20,6 @@ under the output's name.
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,15 +27,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-from edvr_cli.enhance.planes import FramePlanes, NonFiniteOutputError
-from edvr_cli.enhance.sources import (DEFAULT_FOLDER_FPS, Source, Timing, open_source, open_writer,
-                                      output_format)
-from edvr_cli.enhance.stream import EnhanceError, restore_stream
-from edvr_cli.inference import ModelRunner, choose_device
+from edvr_cli.enhance.job import (Job, close_job, explain_failure, finish_job, plan_job, run_segments, run_single,
+                                  start_job, wants_segments)
+from edvr_cli.enhance.planes import NonFiniteOutputError
+from edvr_cli.enhance.sources import DEFAULT_FOLDER_FPS, Source, open_source, open_writer
 from edvr_cli.model_choice import LoadedModel
-from edvr_cli.output_files import check_paths, claim_output, is_folder_output
-from edvr_cli.video import EncoderSettings, Frame, VideoError, resolve_encoder
-from edvr_cli.windows import DEFAULT_PADDING, WINDOW_SIZES
+from edvr_cli.video import EncoderSettings, VideoError, choose_pix_fmt
+from edvr_cli.windows import DEFAULT_PADDING
 
 
 @dataclass(frozen=True)
@@ -55,6 +52,8 @@ class EnhanceSettings:
             scales the change added to the input's planes; at x4, `models.EDVR.scale_residual`.
         folder_fps: frame rate of image-folder input.
         deinterlace: deinterlace interlaced video first (ffmpeg's bwdif, one frame per frame).
+        segment_frames: output frames per resumable segment (0 = one pass, no work folder); the
+            CLI's default is `segments.DEFAULT_SEGMENT_FRAMES`.
     """
 
     window: int | None = None
@@ -68,6 +67,7 @@ class EnhanceSettings:
     strength: float = 1.0
     folder_fps: Fraction = DEFAULT_FOLDER_FPS
     deinterlace: bool = False
+    segment_frames: int = 0
 
 
 class Reporter:
@@ -81,6 +81,9 @@ class Reporter:
 
     def note(self, message: str) -> None:
         """One line worth telling the user (retries, streams not copied, conversions)."""
+
+    def resumed(self, num_frames: int) -> None:
+        """`num_frames` were restored by an earlier, interrupted run and are reused."""
 
     def close(self) -> None:
         """The run ended (successfully or not)."""
@@ -111,6 +114,8 @@ class EnhanceResult:
     pix_fmt: str  # the planes written (before any conversion the encoder needs)
     encoder: dict | None  # codec, crf, preset, pix_fmt of a video output; None for PNG frames
     variable_frame_rate: bool
+    segments: int = 1  # segments the output was made of (1 = a single pass)
+    segments_reused: int = 0  # of those, restored by an earlier interrupted run
     notes: list[str] = field(default_factory=list)
 
 
@@ -124,12 +129,16 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
     Args:
         model: from `load_enhance_model`, or a function returning it, called once the input has
             been probed (so a bad input is reported before a model is downloaded or loaded).
-        settings: window, padding, tiles, batch, device, precision, ensemble, strength, ...
+        settings: window, padding, tiles, batch, device, precision, ensemble, strength, segments...
         encoder: codec, crf, preset, pixel format, extra ffmpeg arguments (video output only);
             what is left None takes the container's default (`video.resolve_encoder`).
         overwrite: replace an existing output.
         reporter: receives progress and notes.
         open_source, open_writer: how frames are read and written (tests pass fakes).
+
+    With `settings.segment_frames` > 0 (and a known frame count above it) the video is restored
+    in segments kept in a work folder beside the output, and a rerun after an interruption reuses
+    the finished ones (see job.py).
 
     Raises:
         EnhanceError, OutputPathError, ModelChoiceError, VideoError, InferenceError, CheckpointError:
@@ -137,106 +146,56 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
         (an existing one is untouched).
     """
     reporter = reporter or Reporter()
-    started = time.perf_counter()
-    target = Path(output_path)
-    folder_output = is_folder_output(output_path)
-    check_paths(input_path, output_path, overwrite)  # as given: a trailing / means a folder
-    if not 0 <= settings.strength <= 1:
-        raise EnhanceError(f"--strength must be between 0 and 1, got {settings.strength}")
-    encoder = resolve_encoder(encoder, target)
-    notes: list[str] = []
-
-    def note(message: str) -> None:
-        notes.append(message)
-        reporter.note(message)
-
-    # One run per output: a second one refuses here; staging left by a killed run is removed.
-    claim = claim_output(output_path, overwrite)
+    job = start_job(input_path, output_path, model, settings, encoder, overwrite, reporter, open_source)
     try:
-        source = open_source(input_path, settings.folder_fps, settings.deinterlace, note)
-    except BaseException:
-        claim.release()
-        raise
-    staging = None
-    try:
-        loaded = model() if callable(model) else model
-        window = _checked_window(settings.window, int(loaded.network.num_frame))
-        network = loaded.network
-        scale = int(network.scale)
-        if scale != 1 and settings.strength != 1:
-            network = copy.deepcopy(network)  # the caller's model stays as loaded
-            network.scale_residual(settings.strength)
-        device = choose_device(settings.device)
-        runner = ModelRunner(network, device, settings.precision, settings.tile, settings.tile_overlap,
-                             settings.ensemble, notify=note)
-        out_format = output_format(source.format, scale, folder_output, encoder.pix_fmt)
-        planes = FramePlanes(runner, source.format, out_format, settings.strength)
-        if not planes.residual and scale == 1 and settings.strength != 1:
-            raise EnhanceError("--strength needs the output in the input's own format")
-        _note_source(source, target, folder_output, settings.deinterlace, note)
-        timing = Timing(source)
-        staging = claim.staging_path()
-        final_tile = settings.tile
-        with open_writer(staging, out_format, timing.time_base, source, encoder, folder=folder_output,
-                         deinterlaced=settings.deinterlace, notify=note) as writer:
-
-            def restore(windows):
-                nonlocal final_tile
-                restored = planes.restore(windows)
-                final_tile = restored.tile  # smaller after an out-of-memory retry
-                return restored.frames
-
-            def write(centre, output) -> None:
-                writer.write(Frame(planes.finish(centre, output), timing.pts(centre.frame)))
-
-            reporter.start(source.num_frames)
-            num_frames = restore_stream(map(planes.prepare, source.reader), restore, write, window,
-                                        settings.padding, settings.batch, on_frame=reporter.advance)
-        claim.commit(staging, overwrite)  # only if complete (the writer closed cleanly) and still ours
-    except NonFiniteOutputError as error:
-        hint = " or overflow in --precision fp16 (try bf16 or fp32)" if settings.precision == "fp16" else ""
-        raise EnhanceError(f"{loaded.path}: {error}: its weights are broken{hint}; nothing was written") from None
-    except (VideoError, OSError) as error:
-        if staging is None:
+        job.build_runner()
+        note_source(job.source, job.target, job.folder_output, settings.deinterlace, job.note)
+        if wants_segments(job):
+            run_segments(job, plan_job(job), reporter)
+        else:
+            run_single(job, reporter, open_writer)
+        finish_job(job)  # only if complete (the writer closed cleanly) and still ours
+    except (NonFiniteOutputError, VideoError, OSError) as error:
+        explained = explain_failure(job, error)
+        if explained is error:
             raise
-        raise _naming_output(error, staging, target) from None
+        raise explained from None
     finally:
         reporter.close()
-        source.close()
-        claim.release()  # removes the staging file or folder unless it was committed
-    if source.num_frames is not None and num_frames != source.num_frames:
-        note(f"{input_path}: decoded {num_frames} frames where the container announced "
-             f"{source.num_frames}; all decoded frames were restored")
-    seconds = time.perf_counter() - started
-    used = getattr(writer, "encoder", None)
+        close_job(job)
+    return job_result(job)
+
+
+def job_result(job: Job) -> EnhanceResult:
+    """The --json summary of a finished job."""
+    source, settings = job.source, job.settings
+    if source.num_frames is not None and job.num_frames != source.num_frames:
+        job.note(f"{job.input_path}: decoded {job.num_frames} frames where the container announced "
+                 f"{source.num_frames}; all decoded frames were restored")
+    seconds = time.perf_counter() - job.started
+    used = getattr(job.writer, "encoder", None) or (job.encoder if job.work is not None else None)
+    info = source.video_info
     return EnhanceResult(
-        input=os.fspath(input_path), output=os.fspath(output_path), frames=num_frames,
-        seconds=round(seconds, 3), fps=round(num_frames / seconds, 3) if seconds > 0 else 0.0,
-        video_fps=str(source.fps), width=out_format.width, height=out_format.height, device=str(device),
-        precision=settings.precision, model=loaded.name, model_file=loaded.path, scale=runner.scale,
-        window=window, padding=settings.padding, tile=final_tile, ensemble=settings.ensemble,
-        strength=settings.strength, pix_fmt=out_format.layout.pix_fmt,
-        encoder=None if folder_output or used is None else {
+        input=job.input_path, output=job.output_path, frames=job.num_frames, seconds=round(seconds, 3),
+        fps=round(job.num_frames / seconds, 3) if seconds > 0 else 0.0, video_fps=str(source.fps),
+        width=job.out_format.width, height=job.out_format.height, device=str(job.device),
+        precision=settings.precision, model=job.loaded.name, model_file=job.loaded.path, scale=int(job.network.scale),
+        window=job.window, padding=settings.padding, tile=job.final_tile, ensemble=settings.ensemble,
+        strength=settings.strength, pix_fmt=job.out_format.layout.pix_fmt,
+        encoder=None if job.folder_output or used is None else {
             "codec": used.codec, "crf": used.crf, "preset": used.preset,
-            "pix_fmt": getattr(writer, "pix_fmt", used.pix_fmt)},
-        variable_frame_rate=timing.variable, notes=notes)
+            "pix_fmt": getattr(job.writer, "pix_fmt", None) or used.pix_fmt or _chosen_pix_fmt(job)},
+        variable_frame_rate=info is not None and info.is_vfr, segments=len(job.segments),
+        segments_reused=job.reused, notes=job.notes)
 
 
-def _naming_output(error: BaseException, staging: Path, target: Path) -> BaseException:
-    """`error` with the hidden staging path replaced by the user's output path."""
-    def renamed(text: str) -> str:
-        for name in ("file:" + os.path.abspath(staging), os.path.abspath(staging), os.fspath(staging)):
-            text = text.replace(name, os.fspath(target))
-        return text
-
-    if isinstance(error, VideoError):
-        return VideoError(renamed(str(error)), renamed(error.stderr))
-    if isinstance(error, OSError) and error.filename is not None:
-        return type(error)(error.errno, error.strerror, renamed(os.fspath(error.filename)))
-    return error
+def _chosen_pix_fmt(job: Job) -> str:
+    """The pixel format the segments' encoder took (what a FrameWriter chooses)."""
+    fmt = job.out_format
+    return choose_pix_fmt(job.encoder.codec, fmt.layout, fmt.width, fmt.height)
 
 
-def _note_source(source: Source, target: Path, folder_output: bool, deinterlace: bool, note) -> None:
+def note_source(source: Source, target: Path, folder_output: bool, deinterlace: bool, note) -> None:
     """Tell the user what the output cannot keep of the input."""
     info = source.video_info
     if info is None:
@@ -254,15 +213,3 @@ def _note_source(source: Source, target: Path, folder_output: bool, deinterlace:
              f"interlaced with the same field order; --deinterlace makes progressive frames first")
     elif info.field_order is None and deinterlace:
         note(f"{info.path}: --deinterlace on a video flagged progressive: frames are deinterlaced anyway")
-
-
-def _checked_window(asked: int | None, num_frame: int) -> int:
-    """The window size: the model's own; asking for another is an error."""
-    window = num_frame if asked is None else asked
-    if window != num_frame:
-        raise EnhanceError(f"--frames {window} does not fit the model, which takes {num_frame} frames "
-                           f"per window (its fusion layer is built for that count); omit --frames")
-    if window not in WINDOW_SIZES:
-        raise EnhanceError(f"the model takes {window} frames per window; supported: "
-                           f"{', '.join(map(str, WINDOW_SIZES))}")
-    return window

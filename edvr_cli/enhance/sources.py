@@ -85,7 +85,8 @@ def output_format(source_format: FrameFormat, scale: int, folder: bool, pix_fmt:
 
 class Timing:
     """Output presentation times: the frame index at 1/fps for constant-rate input (so its exact
-    rational rate is kept), each frame's own time for variable-rate input (pauses, speed changes)."""
+    rational rate is kept), each frame's own time for variable-rate input (pauses, speed changes),
+    counted from the clip's first frame."""
 
     def __init__(self, source: Source):
         info = source.video_info
@@ -95,27 +96,39 @@ class Timing:
         self._first: Fraction | None = None
         self._index = 0
 
-    def pts(self, frame: Frame) -> int | None:
-        """The next output frame's pts in `time_base` units (None: one tick after the last)."""
-        index, self._index = self._index, self._index + 1
+    def _seconds(self, frame: Frame) -> Fraction:
+        reader_base = getattr(self._reader, "time_base", None) or self.time_base
+        return frame.pts * reader_base
+
+    def start_at(self, first_frame: Frame) -> None:
+        """Count times from `first_frame` (the clip's frame 0), when frames are timed out of order."""
+        if self.variable and self._first is None and first_frame.pts is not None:
+            self._first = self._seconds(first_frame)
+
+    def pts(self, frame: Frame, index: int | None = None) -> int | None:
+        """The pts of output frame `index` (default: the one after the last asked for) in
+        `time_base` units; None: one tick after the last."""
+        if index is None:
+            index = self._index
+        self._index = index + 1
         if not self.variable:
             return index
         if frame.pts is None:
             return None
-        reader_base = getattr(self._reader, "time_base", None) or self.time_base
-        seconds = frame.pts * reader_base
         if self._first is None:
-            self._first = seconds
-        return round((seconds - self._first) / self.time_base)
+            self._first = self._seconds(frame)
+        return round((self._seconds(frame) - self._first) / self.time_base)
 
 
 def open_writer(path: Path, fmt: FrameFormat, time_base: Fraction, source: Source, encoder: EncoderSettings,
-                folder: bool = False, deinterlaced: bool = False, notify: Callable[[str], None] | None = None):
+                folder: bool = False, deinterlaced: bool = False, notify: Callable[[str], None] | None = None,
+                segment: bool = False, start_number: int = 1):
     """A FrameWriter for a video file (streams copied from a video source), or with `folder` a
-    PngFolderWriter; `notify` is told what the output changes."""
+    PngFolderWriter (numbered from `start_number`); `notify` is told what the output changes.
+    A `segment` holds the video alone, at its final times; `join_segments` adds the rest."""
     if folder:
-        return PngFolderWriter(path, fmt)
+        return PngFolderWriter(path, fmt, start_number=start_number)
     info = source.video_info
-    return FrameWriter(path, fmt, time_base, encoder, source=info,
-                       start_offset=info.start_offset if info is not None else Fraction(0),
-                       deinterlaced=deinterlaced, notify=notify)
+    offset = info.start_offset if info is not None and not segment else Fraction(0)
+    return FrameWriter(path, fmt, time_base, encoder, source=info, start_offset=offset,
+                       deinterlaced=deinterlaced, notify=notify, segment=segment)

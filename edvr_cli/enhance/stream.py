@@ -96,29 +96,39 @@ def restore_stream(frames: Iterable[T], runner: Callable[[list[list[T]]], Sequen
         on_frame: called after each written frame (progress).
         buffer: the window buffer to use (tests pass one to inspect it).
     """
+    buffer = buffer or SlidingWindows(window, padding)
+    return restore_windows(iter_windows(frames, buffer), runner, lambda _idx, centre, output: write(centre, output),
+                           batch_size, on_frame)
+
+
+def restore_windows(windows: Iterable[tuple[int, list[T]]], runner: Callable[[list[list[T]]], Sequence[U]],
+                    write: Callable[[int, T, U], None], batch_size: int = 1,
+                    on_frame: Callable[[], None] | None = None) -> int:
+    """Run (frame index, window frames) pairs through `runner` in batches and `write(frame index,
+    centre frame, output)` in order; returns the frame count. Indices must be consecutive."""
     if batch_size < 1:
         raise EnhanceError(f"--batch must be at least 1, got {batch_size}")
-    buffer = buffer or SlidingWindows(window, padding)
     num_written = 0
-    pending: list[list[T]] = []
-    centre = window // 2
+    first_idx: int | None = None
+    pending: list[tuple[int, list[T]]] = []
 
     def flush() -> None:
         nonlocal num_written
-        restored = runner(pending)
+        restored = runner([window_frames for _, window_frames in pending])
         if len(restored) != len(pending):
             raise RuntimeError(f"the runner returned {len(restored)} frames for {len(pending)} windows")
-        for window_frames, output in zip(pending, restored):
-            write(window_frames[centre], output)
+        for (frame_idx, window_frames), output in zip(pending, restored):
+            write(frame_idx, window_frames[len(window_frames) // 2], output)
             num_written += 1
             if on_frame is not None:
                 on_frame()
         pending.clear()
 
-    for frame_idx, window_frames in iter_windows(frames, buffer):
-        if frame_idx != num_written + len(pending):  # the buffer's contract; never skip or repeat
+    for frame_idx, window_frames in windows:
+        first_idx = frame_idx if first_idx is None else first_idx
+        if frame_idx != first_idx + num_written + len(pending):  # never skip or repeat a frame
             raise RuntimeError(f"window for frame {frame_idx} out of order")
-        pending.append(window_frames)
+        pending.append((frame_idx, window_frames))
         if len(pending) == batch_size:
             flush()
     if pending:

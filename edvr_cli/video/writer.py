@@ -35,7 +35,7 @@ from edvr_cli.video.streams import plan_source_streams
 
 _END = object()
 # Containers whose players want HEVC tagged hvc1 (QuickTime, iOS)
-_HVC1_CONTAINERS = (".mp4", ".m4v", ".mov")
+HVC1_CONTAINERS = (".mp4", ".m4v", ".mov")
 
 
 def _setparams(fmt: FrameFormat, field_order: str | None) -> str:
@@ -69,6 +69,33 @@ def _x265_hdr_params(mastering: str | None, light: tuple[int, int] | None) -> st
     return ":".join(items) or None
 
 
+def source_stream_args(source: VideoInfo, output_path: str, notify: Callable[[str], None]) -> list[str]:
+    """Output arguments that copy `source` (ffmpeg input 1)'s audio, subtitles, attachments,
+    metadata and chapters into `output_path`; `notify` hears what cannot be copied as is."""
+    stream_args, stream_notes = plan_source_streams(source.path, source, output_path)
+    for line in stream_notes:
+        notify(line)
+    return stream_args + ["-map_metadata", "1", "-map_chapters", "1"]
+
+
+def _source_video_args(source: VideoInfo | None, fmt: FrameFormat, codec: str, path: str,
+                       notify: Callable[[str], None]) -> list[str]:
+    """What the output video keeps of the source's: HDR side data, display aspect, hvc1 tag."""
+    args = []
+    hdr = _x265_hdr_params(source.mastering_display, source.content_light) if source else None
+    if hdr and codec == "libx265":
+        args += ["-x265-params", hdr]
+    elif hdr:
+        notify(f"{path}: the source's HDR mastering/light-level metadata is carried by libx265 only, not by {codec}")
+    if codec == "libx265" and Path(path).suffix.lower() in HVC1_CONTAINERS:
+        args += ["-tag:v", "hvc1"]
+    if source is not None and source.sample_aspect is not None:
+        # anamorphic source (DVD, HDV): keep its display shape; a x4 output has the same one
+        display = Fraction(fmt.width, fmt.height) * source.sample_aspect
+        args += ["-aspect", f"{display.numerator}:{display.denominator}"]
+    return args
+
+
 def ivf_header(layout: PlaneLayout, width: int, height: int, time_base: Fraction) -> bytes:
     """The IVF file header: rawvideo of `layout`, pts in units of `time_base` seconds."""
     if not (0 < width < 65536 and 0 < height < 65536):
@@ -100,12 +127,15 @@ class FrameWriter:
             they equal the frames written.
         notify: told, one line each, what the output changes (streams converted or left out,
             a pixel-format conversion, HDR metadata not carried).
+        segment: write the video alone, each frame at its time in the whole video, still with the
+            source's field order, aspect and HDR data (`join.join_segments` adds the other streams).
     """
 
     def __init__(self, path: str | os.PathLike, fmt: FrameFormat, time_base: Fraction,
                  encoder: EncoderSettings = EncoderSettings(), source: VideoInfo | None = None,
                  start_offset: Fraction = Fraction(0), deinterlaced: bool = False, queue_size: int = 8,
-                 check_frame_count: bool = True, notify: Callable[[str], None] | None = None):
+                 check_frame_count: bool = True, notify: Callable[[str], None] | None = None,
+                 segment: bool = False):
         self.path = os.fspath(path)
         self.format = fmt
         self.time_base = Fraction(time_base)
@@ -117,58 +147,12 @@ class FrameWriter:
         self._pts_factor = int(self.time_base / self._pipe_base)
         self.encoder = resolve_encoder(encoder, self.path)
         self.check_frame_count = check_frame_count
-        notify = notify or (lambda message: None)
         self.num_frames_written = 0
         self._last_pts: int | None = None
-        codec = self.encoder.codec
-        self.pix_fmt = self.encoder.pix_fmt or choose_pix_fmt(codec, fmt.layout, fmt.width, fmt.height)
-        field_order = None if deinterlaced or source is None else source.field_order
-        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y"]
-        if start_offset:
-            args += ["-itsoffset", f"{float(start_offset):.6f}"]
-        args += ["-f", "ivf", "-c:v", "rawvideo", "-i", "pipe:0"]
-        stream_args: list[str] = []
-        if source is not None:
-            args += ["-i", ffmpeg_path(source.path)]
-            stream_args, stream_notes = plan_source_streams(source.path, source, self.path)
-            for line in stream_notes:
-                notify(line)
-            stream_args += ["-map_metadata", "1", "-map_chapters", "1"]
-        args += ["-map", "0:0", "-c:v", codec]
-        if self.encoder.crf is not None and encoder_has_option(codec, "crf"):
-            args += ["-crf", f"{self.encoder.crf:g}"]
-            if codec.startswith("libvpx"):
-                args += ["-b:v", "0"]  # libvpx only honours crf without a bitrate target
-        if self.encoder.preset is not None and encoder_has_option(codec, "preset"):
-            args += ["-preset", str(self.encoder.preset)]
-        filters = [_setparams(fmt, field_order)]
-        if not is_repacking(fmt.layout, self.pix_fmt):
-            # a conversion the encoder needs: state the matrix and range it converts with
-            out_range = fmt.range_tag if self.pix_fmt.startswith(("yuv", "nv", "p0")) else "pc"
-            filters.append(f"scale=out_color_matrix={_swscale_matrix(fmt.matrix)}:out_range={out_range}")
-            notify(f"{self.path}: frames converted from {fmt.layout.pix_fmt} to {self.pix_fmt} "
-                              f"for {codec}")
-        args += ["-vf", ",".join(filters), "-pix_fmt", self.pix_fmt]
-        if field_order is not None:
-            args += ["-field_order", field_order]
-            if codec in ("libx264", "libx265", "mpeg2video"):
-                args += ["-flags", "+ildct+ilme"]  # interlaced coding; the frames' field_mode says which first
-        hdr = _x265_hdr_params(source.mastering_display, source.content_light) if source else None
-        if hdr and codec == "libx265":
-            args += ["-x265-params", hdr]
-        elif hdr:
-            notify(f"{self.path}: the source's HDR mastering/light-level metadata is carried "
-                              f"by libx265 only, not by {codec}")
-        if codec == "libx265" and Path(self.path).suffix.lower() in _HVC1_CONTAINERS:
-            args += ["-tag:v", "hvc1"]
-        if source is not None and source.sample_aspect is not None:
-            # anamorphic source (DVD, HDV): keep its display shape; a x4 output has the same one
-            display = Fraction(fmt.width, fmt.height) * source.sample_aspect
-            args += ["-aspect", f"{display.numerator}:{display.denominator}"]
-        args += ["-fps_mode", "passthrough", "-enc_time_base:v", "demux", *stream_args,
-                 *self.encoder.extra_args, ffmpeg_path(self.path)]
-        self.args = args
-        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        self.pix_fmt = self.encoder.pix_fmt or choose_pix_fmt(self.encoder.codec, fmt.layout, fmt.width, fmt.height)
+        self.args = self._ffmpeg_args(source, start_offset, deinterlaced, segment,
+                                      notify or (lambda message: None))
+        self.process = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE)
         self._stderr = StderrCollector(self.process.stderr)
         self._stderr.start()
@@ -178,6 +162,53 @@ class FrameWriter:
         self._thread = threading.Thread(target=self._feed, daemon=True)
         self._thread.start()
         self._closed = False
+
+    def _ffmpeg_args(self, source: VideoInfo | None, start_offset: Fraction, deinterlaced: bool,
+                     segment: bool, notify: Callable[[str], None]) -> list[str]:
+        """The ffmpeg command: the raw-frame pipe (and the source's streams) in, the file out."""
+        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y"]
+        if segment:
+            args += ["-copyts"]  # frames at their times in the whole video, not from 0
+        if start_offset:
+            args += ["-itsoffset", f"{float(start_offset):.6f}"]
+        args += ["-f", "ivf", "-c:v", "rawvideo", "-i", "pipe:0"]
+        stream_args: list[str] = []
+        if source is not None and not segment:
+            args += ["-i", ffmpeg_path(source.path)]
+            stream_args = source_stream_args(source, self.path, notify)
+        field_order = None if deinterlaced or source is None else source.field_order
+        args += ["-map", "0:0", *self._codec_args(), *self._frame_args(field_order, notify)]
+        args += _source_video_args(source, self.format, self.encoder.codec, self.path, notify)
+        return args + ["-fps_mode", "passthrough", "-enc_time_base:v", "demux", *stream_args,
+                       *self.encoder.extra_args, ffmpeg_path(self.path)]
+
+    def _codec_args(self) -> list[str]:
+        """Encoder, quality and speed."""
+        codec = self.encoder.codec
+        args = ["-c:v", codec]
+        if self.encoder.crf is not None and encoder_has_option(codec, "crf"):
+            args += ["-crf", f"{self.encoder.crf:g}"]
+            if codec.startswith("libvpx"):
+                args += ["-b:v", "0"]  # libvpx only honours crf without a bitrate target
+        if self.encoder.preset is not None and encoder_has_option(codec, "preset"):
+            args += ["-preset", str(self.encoder.preset)]
+        return args
+
+    def _frame_args(self, field_order: str | None, notify: Callable[[str], None]) -> list[str]:
+        """Colour tags, any pixel-format conversion the encoder needs, and interlacing."""
+        fmt, codec = self.format, self.encoder.codec
+        filters = [_setparams(fmt, field_order)]
+        if not is_repacking(fmt.layout, self.pix_fmt):
+            # a conversion the encoder needs: state the matrix and range it converts with
+            out_range = fmt.range_tag if self.pix_fmt.startswith(("yuv", "nv", "p0")) else "pc"
+            filters.append(f"scale=out_color_matrix={_swscale_matrix(fmt.matrix)}:out_range={out_range}")
+            notify(f"{self.path}: frames converted from {fmt.layout.pix_fmt} to {self.pix_fmt} for {codec}")
+        args = ["-vf", ",".join(filters), "-pix_fmt", self.pix_fmt]
+        if field_order is not None:
+            args += ["-field_order", field_order]
+            if codec in ("libx264", "libx265", "mpeg2video"):
+                args += ["-flags", "+ildct+ilme"]  # interlaced coding; the frames' field_mode says which first
+        return args
 
     def _feed(self) -> None:
         try:

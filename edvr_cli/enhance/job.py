@@ -1,0 +1,274 @@
+"""One input's enhance job: prepared once, then run as a single pass or as segments, then committed.
+
+    start_job      checks, the output claim, the opened source, the model, the frame formats
+    run_single     decode -> windows -> model -> encode straight into the staging file
+    plan_job       the segment plan and the work folder (finished segments are reused)
+    run_segments   the unfinished segments in one pass over the decoded frames
+    finish_job     the join of the segments (or the single file) renamed onto the output
+
+Plain runs, runs over many inputs and Ray runs (`ray_pool.py`) all go through these.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from edvr_cli.enhance.planes import FramePlanes, NonFiniteOutputError
+from edvr_cli.enhance.segment_worker import SegmentOutput, restore_segments
+from edvr_cli.enhance.segments import Segment, plan_segments
+from edvr_cli.enhance.sources import Source, Timing, open_source, open_writer, output_format
+from edvr_cli.enhance.stream import EnhanceError, restore_stream
+from edvr_cli.enhance.workfolder import WorkFolder, file_fingerprint, file_hash, folder_fingerprint, work_folder_path
+from edvr_cli.inference import ModelRunner, choose_device
+from edvr_cli.model_choice import LoadedModel
+from edvr_cli.output_files import OutputClaim, check_paths, claim_output, is_folder_output
+from edvr_cli.video import EncoderSettings, Frame, VideoError, resolve_encoder
+from edvr_cli.video.join import join_segments
+from edvr_cli.windows import WINDOW_SIZES
+
+
+@dataclass
+class Job:
+    """Everything prepared for one input -> output (see start_job)."""
+
+    input_path: str
+    output_path: str
+    settings: object  # EnhanceSettings
+    encoder: EncoderSettings  # resolved
+    claim: OutputClaim
+    source: Source
+    loaded: LoadedModel
+    network: object
+    window: int
+    device: object
+    out_format: object
+    folder_output: bool
+    note: Callable[[str], None]
+    overwrite: bool
+    notes: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    runner: ModelRunner | None = None
+    planes: FramePlanes | None = None
+    final_tile: int = 0
+    num_frames: int = 0
+    staging: Path | None = None
+    writer: object = None
+    segments: list[Segment] = field(default_factory=list)
+    reused: int = 0
+    work: WorkFolder | None = None
+
+    @property
+    def target(self) -> Path:
+        return Path(self.output_path)
+
+    def build_runner(self, notify: Callable[[str], None] | None = None) -> None:
+        """The network on its device, and the plane conversions around it."""
+        settings = self.settings
+        self.runner = ModelRunner(self.network, self.device, settings.precision, settings.tile,
+                                  settings.tile_overlap, settings.ensemble, notify=notify or self.note)
+        self.planes = FramePlanes(self.runner, self.source.format, self.out_format, settings.strength)
+        self.final_tile = settings.tile
+        if not self.planes.residual and self.runner.scale == 1 and settings.strength != 1:
+            raise EnhanceError("--strength needs the output in the input's own format")
+
+    def run_batch(self, windows):
+        """FramePlanes.restore, recording the tile (smaller after an out-of-memory retry)."""
+        restored = self.planes.restore(windows)
+        self.final_tile = restored.tile
+        return restored.frames
+
+
+def start_job(input_path, output_path, model: LoadedModel | Callable[[], LoadedModel], settings,
+              encoder: EncoderSettings, overwrite: bool, reporter, open_source: Callable[..., Source] = open_source) -> Job:
+    """Check the paths and settings, claim the output, open (probe) the input, load the model."""
+    check_paths(input_path, output_path, overwrite)  # as given: a trailing / means a folder
+    if not 0 <= settings.strength <= 1:
+        raise EnhanceError(f"--strength must be between 0 and 1, got {settings.strength}")
+    folder_output = is_folder_output(output_path)
+    encoder = resolve_encoder(encoder, Path(output_path))
+    notes: list[str] = []
+
+    def note(message: str) -> None:
+        if message not in notes:  # each segment's writer would say the same again
+            notes.append(message)
+            reporter.note(message)
+
+    # One run per output: a second one refuses here; staging left by a killed run is removed.
+    claim = claim_output(output_path, overwrite)
+    try:
+        source = open_source(input_path, settings.folder_fps, settings.deinterlace, note)
+    except BaseException:
+        claim.release()
+        raise
+    try:
+        loaded = model() if callable(model) else model
+        window = checked_window(settings.window, int(loaded.network.num_frame))
+        network = loaded.network
+        if int(network.scale) != 1 and settings.strength != 1:
+            network = copy.deepcopy(network)  # the caller's model stays as loaded
+            network.scale_residual(settings.strength)
+        device = choose_device(settings.device)
+        out_format = output_format(source.format, int(network.scale), folder_output, encoder.pix_fmt)
+    except BaseException:
+        source.close()
+        claim.release()
+        raise
+    return Job(os.fspath(input_path), os.fspath(output_path), settings, encoder, claim, source, loaded, network,
+               window, device, out_format, folder_output, note, overwrite, notes)
+
+
+def run_single(job: Job, reporter, open_writer: Callable[..., object] = open_writer) -> None:
+    """Restore the whole input straight into the staging file (or folder)."""
+    settings, planes = job.settings, job.planes
+    timing = Timing(job.source)
+    job.staging = job.claim.staging_path()
+    with open_writer(job.staging, job.out_format, timing.time_base, job.source, job.encoder,
+                     folder=job.folder_output, deinterlaced=settings.deinterlace, notify=job.note) as writer:
+        job.writer = writer
+
+        def write(centre, output) -> None:
+            writer.write(Frame(planes.finish(centre, output), timing.pts(centre.frame)))
+
+        reporter.start(job.source.num_frames)
+        job.num_frames = restore_stream(map(planes.prepare, job.source.reader), job.run_batch, write, job.window,
+                                        settings.padding, settings.batch, on_frame=reporter.advance)
+    job.segments = [Segment(0, 0, job.num_frames, 0, job.num_frames - 1)]
+
+
+def wants_segments(job: Job) -> bool:
+    """Segments need the exact frame count up front, and more frames than one segment."""
+    count = job.source.num_frames
+    return job.settings.segment_frames > 0 and count is not None and count > job.settings.segment_frames
+
+
+def plan_job(job: Job) -> list[Segment]:
+    """The segment plan and the work folder; returns the segments still to restore."""
+    settings = job.settings
+    job.segments = plan_segments(job.source.num_frames, settings.segment_frames, job.window, settings.padding)
+    job.work = WorkFolder(work_folder_path(job.output_path), job_manifest(job),
+                          "" if job.folder_output else job.target.suffix)
+    if job.work.started_over:
+        job.note(f"{job.work.path}: made for another input, model or options; starting over")
+    todo = [segment for segment in job.segments if not job.work.is_done(segment.index)]
+    job.reused = len(job.segments) - len(todo)
+    if job.reused:
+        job.note(f"resuming: {job.reused} of {len(job.segments)} segments already restored "
+                 f"({sum(s.num_frames for s in job.segments if job.work.is_done(s.index))} frames), "
+                 f"{len(todo)} to go")
+    return todo
+
+
+def job_manifest(job: Job) -> dict:
+    """What the segments depend on: input, model file, every option that changes pixels or encoding."""
+    path = job.input_path
+    info = job.source.video_info
+    model_file = job.loaded.path
+    return {
+        "input": folder_fingerprint(path) if os.path.isdir(path) else file_fingerprint(path),
+        "probe": None if info is None else {"fps": str(info.fps), "frames": info.num_frames, "pix_fmt": info.pix_fmt,
+                                            "size": [info.width, info.height], "vfr": info.is_vfr},
+        "model": {"name": job.loaded.name,
+                  "sha256": file_hash(model_file) if os.path.isfile(model_file) else None},
+        "settings": {key: str(value) for key, value in asdict(job.settings).items()},
+        "encoder": {key: list(value) if isinstance(value, tuple) else value
+                    for key, value in asdict(job.encoder).items()},
+        "output": {"suffix": job.target.suffix, "folder": job.folder_output, "pix_fmt": job.out_format.layout.pix_fmt,
+                   "size": [job.out_format.width, job.out_format.height]},
+    }
+
+
+def segment_output(job: Job) -> SegmentOutput:
+    return SegmentOutput(job.out_format, job.encoder, job.folder_output, job.settings.deinterlace)
+
+
+def run_segments(job: Job, todo: list[Segment], reporter) -> None:
+    """Restore `todo` in one pass over the decoded frames, committing each segment as it ends."""
+    settings = job.settings
+    reporter.start(job.source.num_frames)
+    resumed = getattr(reporter, "resumed", None)
+    if resumed is not None and job.reused:
+        resumed(sum(segment.num_frames for segment in job.segments if job.work.is_done(segment.index)))
+    finished = restore_segments(job.source, job.planes, job.run_batch, Timing(job.source), todo,
+                                job.source.num_frames, job.window, settings.padding, settings.batch,
+                                segment_output(job), lambda segment: job.work.partial_path(segment.index),
+                                on_frame=reporter.advance, notify=job.note)
+    for segment, partial in finished:
+        job.work.commit(segment.index, partial)
+
+
+def finish_job(job: Job) -> None:
+    """Join the segments (if any) into the staging entry and rename it onto the output."""
+    if job.work is not None:
+        job.staging = job.claim.staging_path()
+        paths = [job.work.segment_path(segment.index) for segment in job.segments]
+        if job.folder_output:
+            _gather_frames(paths, job.staging)
+        else:
+            info = job.source.video_info
+            join_segments(paths, job.staging, info, job.encoder.codec,
+                          info.start_offset if info is not None else 0, notify=job.note)
+        job.num_frames = job.segments[-1].stop
+    job.claim.commit(job.staging, job.overwrite)
+    if job.work is not None:
+        job.work.remove()
+
+
+def _gather_frames(folders: list[Path], staging: Path) -> None:
+    """Move each segment's numbered PNGs into the staging folder."""
+    staging.mkdir(parents=True, exist_ok=True)
+    for folder in folders:
+        for file in sorted(folder.iterdir()):
+            os.replace(file, staging / file.name)
+
+
+def close_job(job: Job) -> None:
+    """Stop decoding and give up the claim (removing the staging entry unless it was committed)."""
+    try:
+        job.source.close()
+    finally:
+        job.claim.release()
+
+
+def explain_failure(job: Job, error: BaseException) -> BaseException:
+    """The error as the user should read it: broken weights named, the output's own name."""
+    if isinstance(error, NonFiniteOutputError):
+        hint = " or overflow in --precision fp16 (try bf16 or fp32)" if job.settings.precision == "fp16" else ""
+        return EnhanceError(f"{job.loaded.path}: {error}: its weights are broken{hint}; nothing was written")
+    if isinstance(error, (VideoError, OSError)) and job.staging is not None:
+        return naming_output(error, job.staging, job.target)
+    return error
+
+
+def naming_output(error: BaseException, staging: Path, target: Path) -> BaseException:
+    """`error` with the hidden staging path replaced by the user's output path."""
+    def renamed(text: str) -> str:
+        for name in ("file:" + os.path.abspath(staging), os.path.abspath(staging), os.fspath(staging)):
+            text = text.replace(name, os.fspath(target))
+        return text
+
+    if isinstance(error, VideoError):
+        return VideoError(renamed(str(error)), renamed(error.stderr))
+    if isinstance(error, OSError) and error.filename is not None:
+        return type(error)(error.errno, error.strerror, renamed(os.fspath(error.filename)))
+    return error
+
+
+def checked_window(asked: int | None, num_frame: int) -> int:
+    """The window size: the model's own; asking for another is an error."""
+    window = num_frame if asked is None else asked
+    if window != num_frame:
+        raise EnhanceError(f"--frames {window} does not fit the model, which takes {num_frame} frames "
+                           f"per window (its fusion layer is built for that count); omit --frames")
+    if window not in WINDOW_SIZES:
+        raise EnhanceError(f"the model takes {window} frames per window; supported: "
+                           f"{', '.join(map(str, WINDOW_SIZES))}")
+    return window
+
+
+__all__ = ["Job", "start_job", "run_single", "wants_segments", "plan_job", "run_segments", "finish_job",
+           "close_job", "explain_failure", "checked_window", "segment_output"]

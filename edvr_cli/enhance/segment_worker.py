@@ -1,0 +1,98 @@
+"""Restore segments: one decode pass, each segment's frames through the network, one file each.
+
+The same worker serves a plain run (all unfinished segments of the input, in one pass over the
+decoded frames) and a Ray task (one segment). Frames are decoded from the start; frames no
+remaining segment reads are skipped before they reach the device, so a resumed run pays only
+the decoding of the finished part.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from edvr_cli.enhance.planes import FramePlanes
+from edvr_cli.enhance.segments import Segment, segment_windows
+from edvr_cli.enhance.sources import Source, Timing, open_writer
+from edvr_cli.enhance.stream import EnhanceError, restore_windows
+from edvr_cli.video import EncoderSettings, Frame, FrameFormat
+from edvr_cli.windows import max_reach
+
+
+@dataclass(frozen=True)
+class SegmentOutput:
+    """How a segment's frames are written: the final codec, at their final times."""
+
+    format: FrameFormat
+    encoder: EncoderSettings
+    folder: bool  # PNG frames instead of a video file
+    deinterlaced: bool
+
+
+class ReplayableFrames:
+    """An in-order stream of (index, frame) that can be restarted a little way back.
+
+    Consecutive segments share context frames: the next segment's first windows read frames the
+    previous one already pulled. The last `history` frames are kept to be yielded again.
+    """
+
+    def __init__(self, frames: Iterable[tuple[int, object]], history: int):
+        self._frames = iter(frames)
+        self._history: collections.deque = collections.deque(maxlen=history)
+
+    def starting_at(self, first: int) -> Iterator[tuple[int, object]]:
+        """The frames with index >= `first`: the kept ones again, then new ones."""
+        for idx, frame in list(self._history):
+            if idx >= first:
+                yield idx, frame
+        for idx, frame in self._frames:
+            self._history.append((idx, frame))
+            if idx >= first:
+                yield idx, frame
+
+
+def restore_segments(source: Source, planes: FramePlanes, run_batch: Callable[[list], object], timing: Timing,
+                     segments: list[Segment], num_frames: int, window: int, padding: str, batch: int,
+                     output: SegmentOutput,
+                     partial_path: Callable[[Segment], Path], on_frame: Callable[[], None] | None = None,
+                     notify: Callable[[str], None] | None = None) -> Iterator[tuple[Segment, Path]]:
+    """Restore `segments` (in order) of `source`, yielding each (segment, its complete file).
+
+    `run_batch` takes a batch of windows and returns their restored frames (`FramePlanes.restore`
+    and whatever the caller records); `partial_path(segment)` names the file (or PNG folder) a segment is written to; it is
+    complete once yielded and the caller commits it.
+    """
+    segments = sorted(segments, key=lambda segment: segment.index)
+    needed = [(segment.first_input, segment.last_input) for segment in segments]
+
+    def decoded() -> Iterator[tuple[int, object]]:
+        for idx, frame in enumerate(source.reader):
+            if idx == 0:
+                timing.start_at(frame)
+            if idx >= num_frames:
+                raise EnhanceError(f"the input holds more than the {num_frames} frames its container "
+                                   f"announced; run with --segment-frames 0")
+            if any(low <= idx <= high for low, high in needed):
+                yield idx, planes.prepare(frame)  # only frames some window reads reach the device
+
+    frames = ReplayableFrames(decoded(), history=2 * max_reach(window) + window)
+    for segment in segments:
+        path = partial_path(segment)
+        with open_writer(path, output.format, timing.time_base, source, output.encoder, folder=output.folder,
+                         deinterlaced=output.deinterlaced, notify=notify, segment=True,
+                         start_number=segment.start + 1) as writer:
+
+            def write(frame_idx, centre, restored, writer=writer) -> None:
+                pts = timing.pts(centre.frame, frame_idx)
+                if pts is None and timing.variable:
+                    raise EnhanceError("a frame without a timestamp in variable-frame-rate video cannot be "
+                                       "placed in a segment; run with --segment-frames 0")
+                writer.write(Frame(planes.finish(centre, restored), pts))
+
+            windows = segment_windows(frames.starting_at(segment.first_input), segment, num_frames, window,
+                                      padding)
+            restore_windows(windows, run_batch, write,
+                            batch, on_frame)
+        yield segment, path

@@ -1,0 +1,146 @@
+"""The hidden folder beside an output where finished segments wait for the join, and resume.
+
+`.NAME.edvr-work/` holds `manifest.json` (what the segments were made from: the input's
+fingerprint, the model file's hash, every option that changes pixels or encoding) and one file
+per finished segment, `seg-00003.mkv`. A segment is written under a temporary name and renamed
+when complete (fsynced first), so a file under a segment's name is always a whole segment: after
+Ctrl-C, SIGKILL or a power loss the next identical run reuses it. A run whose manifest differs
+starts over. The folder is removed once the output is in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from models.errors import EdvrError
+
+MANIFEST_VERSION = 1
+_MANIFEST = "manifest.json"
+
+
+class WorkFolderError(EdvrError, OSError):
+    """The work folder cannot be used (not writable, or not ours)."""
+
+
+def work_folder_path(output: str | os.PathLike) -> Path:
+    """`out/clip.mp4` -> `out/.clip.mp4.edvr-work` (for a frames folder `out/frames/`: `out/.frames.edvr-work`)."""
+    target = Path(os.path.abspath(os.fspath(output).rstrip("/\\") or "."))
+    return target.with_name(f".{target.name}.edvr-work")
+
+
+def file_fingerprint(path: str | os.PathLike) -> dict:
+    """What identifies an input file's contents cheaply: path, size, modification time."""
+    stat = os.stat(path)
+    return {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def folder_fingerprint(path: str | os.PathLike) -> dict:
+    """An image folder's fingerprint: each image's name, size and modification time."""
+    entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+    return {"path": os.path.abspath(path),
+            "files": [[entry.name, entry.stat().st_size, entry.stat().st_mtime_ns]
+                      for entry in entries if entry.is_file()]}
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    """SHA-256 of a file (the model checkpoint), read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class WorkFolder:
+    """Finished segments of one output, keyed by segment index.
+
+    Args:
+        path: the folder (created when missing).
+        manifest: JSON-able description of the job; a folder made for another one is emptied.
+        suffix: the segments' file suffix (the output's container), "" for folders of frames.
+    """
+
+    def __init__(self, path: Path, manifest: dict, suffix: str):
+        self.path = Path(path)
+        self.suffix = suffix
+        self.manifest = {"version": MANIFEST_VERSION, **manifest}
+        self.started_over = False  # a folder of another job was emptied
+        try:
+            self._open()
+        except OSError as error:
+            raise WorkFolderError(f"{self.path}: cannot use the work folder: {error.strerror or error}") from None
+
+    def _open(self) -> None:
+        manifest_file = self.path / _MANIFEST
+        if self.path.is_dir():
+            try:
+                previous = json.loads(manifest_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                previous = None
+            if previous == self.manifest:
+                self._remove_partials()
+                return
+            self.started_over = any(self.path.iterdir())
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True)
+        _write_synced(manifest_file, json.dumps(self.manifest, indent=1, sort_keys=True).encode("utf-8"))
+
+    def _remove_partials(self) -> None:
+        """What a killed run was writing: never reused."""
+        for entry in self.path.iterdir():
+            if ".partial" in entry.name:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+    def segment_path(self, index: int) -> Path:
+        return self.path / f"seg-{index:05d}{self.suffix}"
+
+    def partial_path(self, index: int, tag: str = "") -> Path:
+        """Where segment `index` is written before it is complete (`tag` keeps writers apart)."""
+        return self.path / f"seg-{index:05d}.partial{tag}{self.suffix}"
+
+    def is_done(self, index: int) -> bool:
+        return self.segment_path(index).exists()
+
+    def commit(self, index: int, partial: Path) -> Path:
+        """Make a complete segment durable, then give it its final name (atomically)."""
+        final = self.segment_path(index)
+        for file in ([partial] if partial.is_file() else sorted(partial.iterdir())):
+            _fsync(file)
+        os.replace(partial, final)
+        _fsync(self.path)
+        return final
+
+    def store(self, index: int, data: bytes) -> Path:
+        """Commit a segment received as bytes (from a Ray worker)."""
+        partial = self.partial_path(index, ".received")
+        partial.write_bytes(data)
+        return self.commit(index, partial)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a folder
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)

@@ -1,0 +1,82 @@
+"""Join encoded segments into one video without re-encoding, with the source's other streams.
+
+Each segment holds its frames at their final presentation times. ffmpeg's concat demuxer
+shifts file k's timestamps by (sum of the durations before it) - (file k's start), so each
+file's `duration` is set to the gap between its start and the next file's, as ffmpeg reads those
+starts (whole microseconds): the shift is then exactly zero and every frame keeps its time.
+The source's audio, subtitles, attachments, metadata and chapters are copied in the same pass.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Sequence
+
+from edvr_cli.video.ffmpeg import StderrCollector, ffmpeg_exe, ffmpeg_failed, ffmpeg_path, stop_process
+from edvr_cli.video.probe import VideoInfo, start_time
+from edvr_cli.video.writer import HVC1_CONTAINERS, source_stream_args
+
+
+def concat_list(segments: Sequence[Path], starts: Sequence[Fraction]) -> str:
+    """An ffconcat script: each segment with the exact gap to the next one's start."""
+    lines = ["ffconcat version 1.0"]
+    for index, segment in enumerate(segments):
+        escaped = ffmpeg_path(segment).replace("'", "'\\''")
+        lines.append(f"file '{escaped}'")
+        if index + 1 < len(segments):
+            gap = starts[index + 1] - starts[index]
+            lines.append(f"duration {gap.numerator * 1_000_000 // gap.denominator}us")
+    return "\n".join(lines) + "\n"
+
+
+def join_segments(segments: Sequence[Path], output: Path, source: VideoInfo | None, codec: str,
+                  start_offset: Fraction = Fraction(0), notify: Callable[[str], None] | None = None) -> None:
+    """Write `output` from `segments` (same codec and parameters, in order) by stream copy.
+
+    Args:
+        source: probed input whose audio, subtitles, attachments, metadata and chapters go along.
+        codec: the segments' encoder (HEVC is tagged hvc1 in MP4/MOV, as a single pass does).
+        start_offset: seconds from the source's start to its first video frame.
+    """
+    notify = notify or (lambda message: None)
+    if not segments:
+        raise ValueError("no segments to join")
+    starts = [start_time(segment) for segment in segments]
+    script = Path(output).with_name(Path(output).name + ".ffconcat")
+    script.write_text(concat_list(segments, starts), encoding="utf-8")
+    try:
+        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y"]
+        if start_offset:
+            args += ["-itsoffset", f"{float(start_offset):.6f}"]
+        args += ["-f", "concat", "-safe", "0", "-i", ffmpeg_path(script)]
+        stream_args: list[str] = []
+        if source is not None:
+            args += ["-i", ffmpeg_path(source.path)]
+            stream_args = source_stream_args(source, os.fspath(output), notify)
+        args += ["-map", "0:v:0", "-c:v", "copy"]
+        if codec == "libx265" and Path(output).suffix.lower() in HVC1_CONTAINERS:
+            args += ["-tag:v", "hvc1"]
+        args += [*stream_args, ffmpeg_path(output)]
+        _run(args, f"{output}: joining {len(segments)} segments failed")
+    finally:
+        script.unlink(missing_ok=True)
+
+
+def _run(args: list[str], what: str) -> None:
+    """Run ffmpeg to the end (stopped on Ctrl-C); VideoError naming `what` if it fails."""
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = StderrCollector(process.stderr)
+    stderr.start()
+    try:
+        returncode = process.wait()
+    except BaseException:
+        stop_process(process)
+        raise
+    finally:
+        stderr.join()
+        process.stderr.close()
+    if returncode != 0:
+        raise ffmpeg_failed(what, returncode, stderr.text)
