@@ -9,6 +9,14 @@ uint8 frames (n, h * scale, w * scale, 3):
 When the device runs out of memory, the same windows are run again with tiles half the size
 (down to a floor), so a frame is never skipped or repeated; the smaller size is kept for the
 rest of the video and the caller is told once per such episode.
+
+Optional fast paths (each falls back to the plain path; none changes what the CPU does):
+- on CUDA, `__call__` uploads uint8 windows from pinned host memory without blocking (plain
+  copy when pinning fails);
+- `compile=True` (or a torch.compile backend name) runs the network through `torch.compile`;
+  any failure of the compiled network other than running out of memory (no compiler, an
+  unsupported op, a failed recompile for a new tile size) is told once through `notify`, and
+  the network runs uncompiled from then on. Off by default.
 """
 
 from __future__ import annotations
@@ -112,13 +120,17 @@ class ModelRunner:
         tile: tile size in input pixels; 0 = whole frames (until memory runs out).
         tile_overlap: margin around each tile, input pixels (see edvr_cli.tiling).
         ensemble: average the outputs of the 8 flips/transposes of each window.
-        notify: called with one line when the tile size is reduced after running out of memory.
+        notify: called with one line when the tile size is reduced after running out of memory
+            (and when a `compile` fast path falls back).
         min_tile: smallest tile tried before giving up.
+        compile: False (default), True (torch.compile with its default backend, inductor) or a
+            torch.compile backend name; falls back to the plain network on any failure.
     """
 
     def __init__(self, model: nn.Module, device: torch.device | str = "cpu", precision: str = "fp32",
                  tile: int = 0, tile_overlap: int = 32, ensemble: bool = False,
-                 notify: Callable[[str], None] | None = None, min_tile: int = MIN_TILE):
+                 notify: Callable[[str], None] | None = None, min_tile: int = MIN_TILE,
+                 compile: bool | str = False):
         if tile < 0 or tile_overlap < 0:
             raise InferenceError(f"tile size and overlap must be >= 0, got {tile} and {tile_overlap}")
         self.device = torch.device(device)
@@ -135,6 +147,7 @@ class ModelRunner:
         self.min_tile = max(min_tile, 2 * self.align)
         parameter = next(model.parameters(), None)
         self.dtype = parameter.dtype if parameter is not None else torch.float32
+        self.compiled = _compiled(self.model, compile, self.notify) if compile else None
 
     def _autocast(self):
         if self.autocast is None:
@@ -144,8 +157,19 @@ class ModelRunner:
     def _forward(self, frames: torch.Tensor, tile: int) -> torch.Tensor:
         """(n, t, c, h, w) -> (n, c, h*s, w*s) float, tiled."""
         with self._autocast():
-            out = run_tiled(self.model, frames, self.scale, tile, self.tile_overlap, self.align)
+            out = self._run_tiled(frames, tile)
         return out.to(self.dtype)
+
+    def _run_tiled(self, frames: torch.Tensor, tile: int) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return run_tiled(self.compiled, frames, self.scale, tile, self.tile_overlap, self.align)
+            except Exception as error:  # noqa: BLE001 - any failure of the compiled path falls back
+                if is_out_of_memory(error):
+                    raise  # the tile-size retry's business, compiled or not
+                self.compiled = None
+                self.notify(f"torch.compile failed ({_one_line(error)}); running the network uncompiled")
+        return run_tiled(self.model, frames, self.scale, tile, self.tile_overlap, self.align)
 
     def _forward_ensemble(self, frames: torch.Tensor, tile: int) -> torch.Tensor:
         if not self.ensemble:
@@ -200,8 +224,35 @@ class ModelRunner:
         """(n, t, h, w, 3) uint8 RGB windows -> (n, h*s, w*s, 3) uint8 RGB restored centre frames."""
         if windows.ndim != 5 or windows.shape[-1] != 3 or windows.dtype != np.uint8:
             raise InferenceError(f"expected (n, t, h, w, 3) uint8 windows, got {windows.shape} {windows.dtype}")
-        frames = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
+        frames = self._upload(windows)
         frames = frames.permute(0, 1, 4, 2, 3).to(self.dtype).div_(255)  # (n, t, 3, h, w) in [0, 1]
         out = self.restore(frames)
         out = out.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
         return out.permute(0, 2, 3, 1).contiguous().cpu().numpy()  # (n, h*s, w*s, 3)
+
+    def _upload(self, windows: np.ndarray) -> torch.Tensor:
+        """uint8 windows as a tensor on the device: on CUDA copied from pinned memory without
+        blocking the host (a plain copy if pinning fails); on the CPU the array itself."""
+        host = torch.from_numpy(np.ascontiguousarray(windows))
+        if self.device.type != "cuda":
+            return host.to(self.device)
+        try:
+            # the pinned block is kept from reuse until the copy is done (PyTorch records an event)
+            return host.pin_memory().to(self.device, non_blocking=True)
+        except RuntimeError:
+            return host.to(self.device)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
+
+
+def _compiled(model: nn.Module, compile: bool | str, notify: Callable[[str], None]) -> Callable | None:
+    """`torch.compile(model)` (compiling happens at the first call), or None where it cannot be."""
+    backend = compile if isinstance(compile, str) else "inductor"
+    try:
+        return torch.compile(model, backend=backend)
+    except Exception as error:  # noqa: BLE001 - e.g. a torch without dynamo, an unknown backend
+        notify(f"torch.compile is not available ({_one_line(error)}); running the network uncompiled")
+        return None

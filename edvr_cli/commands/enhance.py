@@ -15,6 +15,7 @@ import click
 from edvr_cli.commands.messages import one_line
 
 from edvr_cli.commands.interrupts import Interrupted, interrupted_message, signum_of, stop_on_signals
+from edvr_cli.enhance.segments import DEFAULT_SEGMENT_FRAMES
 from edvr_cli.windows import DEFAULT_PADDING, PADDING_MODES, WINDOW_SIZES
 
 MAX_FPS = 1000
@@ -79,10 +80,12 @@ def check_crf(crf: float, codec: str) -> None:
 
 
 @click.command(name="enhance", short_help="Restore or upscale a video (or a folder of frames) with EDVR.")
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("-o", "--output", "output_path", required=True, type=click.Path(),  # str: keeps a trailing /
               help="Output video file (its extension picks the container: .mp4, .mkv, ...), or a path "
-                   "ending in / (or without extension) for a folder of numbered PNG frames.")
+                   "ending in / (or without extension) for a folder of numbered PNG frames. With several "
+                   "inputs (or a folder or glob of videos): the folder that receives one output per input, "
+                   "same name and container.")
 @click.option("--model", default=None,
               help="A checkpoint file (BasicSR, MMEditing, original EDVR or our own layout), a name "
                    "from `edvr models` (downloaded on first use), builtin-qe / builtin-sr4, or a preset "
@@ -145,16 +148,28 @@ def check_crf(crf: float, codec: str) -> None:
               help="Deinterlace interlaced input first (ffmpeg's bwdif, one output frame per input "
                    "frame). Without it, interlaced frames are restored as they are and written "
                    "interlaced with the input's field order.")
+@click.option("--segment-frames", type=click.IntRange(min=0), default=DEFAULT_SEGMENT_FRAMES, show_default=True,
+              help="Restore in segments of this many frames, each kept in a hidden work folder beside the "
+                   "output until the end, so that rerunning the same command after an interruption (Ctrl-C, "
+                   "a crash, a power cut) reuses the finished ones. Each frame is restored exactly as in one "
+                   "pass (bit for bit through a lossless codec such as ffv1). 0 = one pass, nothing to resume.")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Run the segments on a Ray cluster: `local` starts one on this machine, `auto` or "
+                   "ray://host:port joins a running one (pip install 'edvr[ray]'). Inputs must be readable "
+                   "at the same path on every node.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Model replicas for --ray.  [default: one per GPU in the cluster, else 1]")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary line (notes still go to stderr).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON summary to stdout (input, output, frames, fps, seconds, device, "
                    "precision, model, ...) instead of the summary line.")
-def command(input_path: Path, output_path: str, model: str | None, weights: str | None,
+def command(inputs: tuple[str, ...], output_path: str, model: str | None, weights: str | None,
             cache_dir: Path | None, window: str | None, padding: str, tile: int, tile_overlap: int,
             batch: int, device: str, precision: str, ensemble: bool, strength: float, codec: str | None,
             crf: float | None, preset: str | None, pix_fmt: str | None, encoder_args: tuple[str, ...],
-            folder_fps: Fraction | None, deinterlace: bool, overwrite: bool, quiet: bool, as_json: bool) -> None:
+            folder_fps: Fraction | None, deinterlace: bool, segment_frames: int, ray_address: str | None,
+            workers: int | None, overwrite: bool, quiet: bool, as_json: bool) -> None:
     """Restore INPUT (a video, or a folder of images) with EDVR and write it to -o OUTPUT.
 
     Each output frame is the network's restoration of the input frame at the centre of a window
@@ -171,6 +186,11 @@ def command(input_path: Path, output_path: str, model: str | None, weights: str 
     SIGHUP never leaves a partial file (exit status 130, 143, 129 after those signals). Only one
     run at a time may write an output: a second one refuses, naming the first one's pid.
 
+    Long videos are restored in --segment-frames segments: rerun the same command after an
+    interruption and only the unfinished segments are restored. Several inputs go into one
+    output folder (a failing one is reported and the others go on); --ray spreads the segments
+    of all inputs over a Ray cluster's GPUs.
+
     \b
     Examples:
       edvr enhance clip.mp4 -o restored.mp4          # builtin-qe: x265/HEVC artefact removal
@@ -181,12 +201,16 @@ def command(input_path: Path, output_path: str, model: str | None, weights: str 
       edvr enhance frames/ -o restored/ --model ckpt.pth        # folder of PNGs in and out
       edvr enhance frames/ -o clip.mp4 --model ckpt.pth --fps 24000/1001 --crf 12
       edvr enhance clip.mp4 -o out.mp4 --model ckpt.pth --codec libx265 --encoder-arg='-tag:v hvc1'
+      edvr enhance film.mkv -o film_qe.mkv                # rerun after Ctrl-C: resumes
+      edvr enhance a.mp4 b.mkv videos/ -o restored/       # one output per input
+      edvr enhance films/ -o out/ --ray auto --workers 8  # on a running Ray cluster
     """
     with stop_on_signals() as received:  # first: Ctrl-C during the imports below is handled too
         try:
-            result = _run(input_path, output_path, model, weights, cache_dir, window, padding, tile,
-                          tile_overlap, batch, device, precision, ensemble, strength, codec, crf, preset,
-                          pix_fmt, encoder_args, folder_fps, deinterlace, overwrite, quiet)
+            results = _run(inputs, output_path, model, weights, cache_dir, window, padding, tile, tile_overlap,
+                           batch, device, precision, ensemble, strength, codec, crf, preset, pix_fmt,
+                           encoder_args, folder_fps, deinterlace, segment_frames, ray_address, workers,
+                           overwrite, quiet)
         except KeyboardInterrupt as interrupt:
             signum = signum_of(interrupt, received)
             raise Interrupted(interrupted_message(f"{output_path} was not written", signum), signum) from None
@@ -199,48 +223,129 @@ def command(input_path: Path, output_path: str, model: str | None, weights: str 
             if isinstance(error, click.ClickException):
                 raise
             raise click.ClickException(one_line(error)) from None
-    if as_json:
-        click.echo(json.dumps(asdict(result), indent=2))
+    if isinstance(results, list):
+        _report_many(results, as_json, quiet)
+    elif as_json:
+        click.echo(json.dumps(asdict(results), indent=2))
     elif not quiet:
-        click.echo(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) "
-                   f"-> {result.output} ({result.width}x{result.height}, {result.video_fps} fps, "
-                   f"{result.pix_fmt}, {result.device}, {result.precision}"
-                   + (f"; {_describe_encoder(result.encoder)}" if result.encoder else "") + ")")
+        click.echo(_summary(results))
 
 
-def _run(input_path: Path, output_path: str, model, weights, cache_dir, window, padding, tile, tile_overlap,
-         batch, device, precision, ensemble, strength, codec, crf, preset, pix_fmt, encoder_args, folder_fps,
-         deinterlace, overwrite, quiet):
-    """Check what Click cannot check alone, then run `enhance` (its errors propagate)."""
-    from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance
+def _summary(result) -> str:
+    return (f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) "
+            f"-> {result.output} ({result.width}x{result.height}, {result.video_fps} fps, "
+            f"{result.pix_fmt}, {result.device}, {result.precision}"
+            + (f"; {_describe_encoder(result.encoder)}" if result.encoder else "") + ")")
+
+
+def _report_many(outcomes, as_json: bool, quiet: bool) -> None:
+    """A table (or JSON list) of every input's result; exit status 1 if any failed."""
+    if as_json:
+        click.echo(json.dumps([{"input": item.input, "output": item.output, "ok": item.error is None,
+                                "error": item.error, "result": asdict(item.result) if item.result else None}
+                               for item in outcomes], indent=2))
+    elif not quiet:
+        width = max(len(item.input) for item in outcomes)
+        for item in outcomes:
+            status = (f"ok      {item.result.frames} frames, {item.result.seconds:.1f} s -> {item.output}"
+                      if item.error is None else f"FAILED  {item.error}")
+            click.echo(f"{item.input:<{width}}  {status}")
+    failed = [item for item in outcomes if item.error is not None]
+    if failed:
+        click.echo(f"Error: {len(failed)} of {len(outcomes)} inputs failed", err=True)
+        raise SystemExit(1)
+
+
+def _run(inputs, output_path, model, weights, cache_dir, window, padding, tile, tile_overlap, batch, device,
+         precision, ensemble, strength, codec, crf, preset, pix_fmt, encoder_args, folder_fps, deinterlace,
+         segment_frames, ray_address, workers, overwrite, quiet):
+    """Check what Click cannot check alone, then run `enhance` on one input or `enhance_many`."""
+    from edvr_cli.enhance import EncoderSettings, EnhanceSettings
     from edvr_cli.model_choice import load_enhance_model
+
+    paths = _input_paths(inputs)
+    many = len(paths) > 1 or len(inputs) > 1 or paths[0] != Path(inputs[0])
+    if folder_fps is not None and any(path.exists() and not path.is_dir() for path in paths):
+        raise click.BadParameter(f"sets the rate of a folder of images; {paths[0]} is a video, which keeps "
+                                 f"its own exact frame rate (re-time the result with ffmpeg to change it)",
+                                 param_hint="'--fps'")
+    if workers is not None and ray_address is None:
+        raise click.BadParameter("sets the model replicas of a --ray run; add --ray local (or a cluster address)",
+                                 param_hint="'--workers'")
+    encoder = _encoder(codec, crf, preset, pix_fmt, encoder_args, output_path, many)
+    settings = EnhanceSettings(window=int(window) if window else None, padding=padding, tile=tile,
+                               tile_overlap=tile_overlap, batch=batch, device=device,
+                               precision=precision, ensemble=ensemble, strength=strength,
+                               folder_fps=folder_fps if folder_fps is not None else Fraction(DEFAULT_FOLDER_FPS),
+                               deinterlace=deinterlace, segment_frames=segment_frames)
+    # The model is loaded (maybe downloaded) only once the (first) input has been probed.
+    loaded = []
+
+    def load():
+        if not loaded:
+            loaded.append(load_enhance_model(model, weights, cache_dir, progress=not quiet))
+        return loaded[0]
+
+    pool = _ray_pool(ray_address, workers, load) if ray_address else None
+    try:
+        return _dispatch(paths, output_path, many, load, settings, encoder, overwrite, quiet, pool)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _dispatch(paths, output_path, many, load, settings, encoder, overwrite, quiet, pool):
+    from edvr_cli.enhance import enhance
+    from edvr_cli.enhance.many import enhance_many, enhance_on_pool
+    from edvr_cli.output_files import is_folder_output
+
+    if many:
+        if not is_folder_output(output_path) and not Path(output_path).is_dir():
+            raise click.BadParameter(f"with several inputs, -o names the folder that receives them; "
+                                     f"{output_path} looks like a file (end it with /)", param_hint="'-o'")
+        shared = _ProgressReporter(quiet, shared=True)
+        try:
+            return enhance_many(paths, Path(output_path), load, settings, encoder, overwrite,
+                                lambda path: shared if pool is not None else _ProgressReporter(quiet), pool)
+        finally:
+            shared.finish()
+    if pool is not None:
+        reporter = _ProgressReporter(quiet, shared=True)
+        try:
+            return enhance_on_pool(paths[0], output_path, load, settings, encoder, overwrite, reporter, pool)
+        finally:
+            reporter.finish()
+    return enhance(paths[0], output_path, load, settings, encoder, overwrite, _ProgressReporter(quiet))
+
+
+def _input_paths(inputs: tuple[str, ...]) -> list[Path]:
+    from edvr_cli.enhance.many import expand_inputs
+
+    return expand_inputs(list(inputs))
+
+
+def _encoder(codec, crf, preset, pix_fmt, encoder_args, output_path, many):
+    from edvr_cli.enhance import EncoderSettings
     from edvr_cli.output_files import is_folder_output
     from edvr_cli.video import VideoError, resolve_encoder
 
-    if folder_fps is not None and input_path.exists() and not input_path.is_dir():
-        raise click.BadParameter(f"sets the rate of a folder of images; {input_path} is a video, which keeps "
-                                 f"its own exact frame rate (re-time the result with ffmpeg to change it)",
-                                 param_hint="'--fps'")
     try:
         extra_args = tuple(arg for text in encoder_args for arg in shlex.split(text))
     except ValueError as error:
         raise click.ClickException(f"--encoder-arg: {error}") from None
     encoder = EncoderSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, extra_args=extra_args)
-    if crf is not None and not is_folder_output(output_path):
+    if crf is not None and (many or not is_folder_output(output_path)):
         try:
-            check_crf(crf, resolve_encoder(encoder, output_path).codec)
+            check_crf(crf, resolve_encoder(encoder, "out.mp4" if many else output_path).codec)
         except VideoError as error:  # an unknown --codec
             raise click.ClickException(one_line(error)) from None
-    settings = EnhanceSettings(window=int(window) if window else None, padding=padding, tile=tile,
-                               tile_overlap=tile_overlap, batch=batch, device=device,
-                               precision=precision, ensemble=ensemble, strength=strength,
-                               folder_fps=folder_fps if folder_fps is not None else Fraction(DEFAULT_FOLDER_FPS),
-                               deinterlace=deinterlace)
-    reporter = _ProgressReporter(quiet)
-    # The model is loaded (maybe downloaded) only once the input has been probed.
-    return enhance(input_path, output_path,
-                   lambda: load_enhance_model(model, weights, cache_dir, progress=not quiet),
-                   settings, encoder, overwrite, reporter)
+    return encoder
+
+
+def _ray_pool(address: str, workers: int | None, load):
+    from edvr_cli.enhance.ray_pool import RayPool
+
+    return RayPool(address, workers, load().network)
 
 
 def _reported_in_one_line(error: Exception) -> bool:
@@ -265,15 +370,23 @@ def _describe_encoder(encoder: dict) -> str:
 
 
 class _ProgressReporter:
-    """tqdm progress (frames, fps, ETA) on stderr; notes printed above the bar."""
+    """tqdm progress (frames, fps, ETA) on stderr; notes printed above the bar.
 
-    def __init__(self, quiet: bool):
+    `shared`: one bar for several inputs run side by side (Ray): each start() adds to its total,
+    and only finish() closes it."""
+
+    def __init__(self, quiet: bool, shared: bool = False):
         self.quiet = quiet
+        self.shared = shared
         self.bar = None
 
     def start(self, num_frames: int | None) -> None:
         from tqdm import tqdm
 
+        if self.shared and self.bar is not None:
+            self.bar.total = (self.bar.total or 0) + (num_frames or 0)
+            self.bar.refresh()
+            return
         self.bar = tqdm(total=num_frames, unit="frame", desc="enhancing", disable=self.quiet,
                         file=sys.stderr, dynamic_ncols=True)
 
@@ -281,12 +394,20 @@ class _ProgressReporter:
         if self.bar is not None:
             self.bar.update(1)
 
+    def resumed(self, num_frames: int) -> None:
+        if self.bar is not None:
+            self.bar.update(num_frames)
+
     def note(self, message: str) -> None:
         from tqdm import tqdm
 
         tqdm.write(f"note: {message}", file=sys.stderr)
 
     def close(self) -> None:
+        if not self.shared:
+            self.finish()
+
+    def finish(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None

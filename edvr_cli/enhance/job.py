@@ -61,6 +61,7 @@ class Job:
     segments: list[Segment] = field(default_factory=list)
     reused: int = 0
     work: WorkFolder | None = None
+    reporter: object = None  # the input's Reporter, when jobs run side by side (many.py)
 
     @property
     def target(self) -> Path:

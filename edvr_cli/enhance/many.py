@@ -1,0 +1,207 @@
+"""Many inputs into one output folder, and runs whose segments go to a Ray cluster.
+
+`enhance_many` writes OUTDIR/<input's name> for each input. Without Ray the inputs run one
+after another through `enhance` (today's single process and memory bound). With a `RayPool`
+every input is prepared (checked, claimed, probed, planned) first, the segments of all of them
+are handed to the pool's actors, and each output is joined as soon as its last segment arrives.
+A failing input is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from edvr_cli.clip_layout import VIDEO_SUFFIXES
+from edvr_cli.enhance.job import (Job, close_job, explain_failure, finish_job, plan_job, segment_output, start_job)
+from edvr_cli.enhance.pipeline import EnhanceResult, EnhanceSettings, Reporter, enhance, job_result, note_source
+from edvr_cli.enhance.ray_pool import RayPool, SegmentTask
+from edvr_cli.enhance.stream import EnhanceError
+from edvr_cli.image_io import natural_key
+from edvr_cli.video import EncoderSettings
+from models.errors import EdvrError
+
+
+@dataclass
+class Outcome:
+    """One input's result, or the one-line reason it failed."""
+
+    input: str
+    output: str
+    result: EnhanceResult | None = None
+    error: str | None = None
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Paths as given; a quoted glob expanded; a folder holding videos (and no images) gives its videos."""
+    paths: list[Path] = []
+    for text in inputs:
+        matches = sorted(glob.glob(text), key=natural_key) if glob.has_magic(text) else [text]
+        if not matches:
+            raise EnhanceError(f"{text}: matches no file")
+        for match in map(Path, matches):
+            videos = video_files_in(match) if match.is_dir() else []
+            paths.extend(videos or [match])
+    return paths
+
+
+def video_files_in(folder: Path) -> list[Path]:
+    """The video files of a folder, in natural order (none: it is a folder of images or empty)."""
+    return sorted((entry for entry in folder.iterdir() if entry.is_file() and entry.suffix.lower() in VIDEO_SUFFIXES),
+                  key=lambda entry: natural_key(entry.name))
+
+
+def output_for(input_path: Path, output_dir: Path) -> Path:
+    """OUTDIR/<the input's name> (same container); an image folder gives a folder of frames."""
+    return output_dir / input_path.name if not input_path.is_dir() else output_dir / (input_path.name + "/")
+
+
+def enhance_many(inputs: list[Path], output_dir: Path, model, settings: EnhanceSettings = EnhanceSettings(),
+                 encoder: EncoderSettings = EncoderSettings(), overwrite: bool = False,
+                 reporter: Callable[[Path], Reporter] | None = None, pool: RayPool | None = None) -> list[Outcome]:
+    """Restore each input into `output_dir`; one Outcome per input, in order.
+
+    Args:
+        model: a LoadedModel or a function returning one (called once, for the first input).
+        reporter: makes each input's Reporter (progress and notes).
+        pool: a RayPool: segments of all inputs run on its actors.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    reporter = reporter or (lambda path: Reporter())
+    load = _load_once(model)
+    names = [output_for(path, output_dir) for path in inputs]
+    clash = next((name for name in names if names.count(name) > 1), None)
+    if clash is not None:
+        raise EnhanceError(f"two inputs would both be written to {clash}; give them different names")
+    if pool is not None:
+        return _on_pool(inputs, names, load, settings, encoder, overwrite, reporter, pool)
+    outcomes = []
+    for path, output in zip(inputs, names):
+        outcome = Outcome(os.fspath(path), os.fspath(output))
+        try:
+            outcome.result = enhance(path, os.fspath(output), load, settings, encoder, overwrite, reporter(path))
+        except (EdvrError, OSError) as error:
+            outcome.error = _one_line(error)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def enhance_on_pool(input_path, output_path, model, settings: EnhanceSettings, encoder: EncoderSettings,
+                    overwrite: bool, reporter: Reporter, pool: RayPool) -> EnhanceResult:
+    """`enhance` with the segments restored by `pool`'s actors (errors raise as in `enhance`)."""
+    outcome = _on_pool([Path(input_path)], [output_path], _load_once(model), settings, encoder, overwrite,
+                       lambda path: reporter, pool, raise_errors=True)[0]
+    return outcome.result
+
+
+def _on_pool(inputs, outputs, load, settings, encoder, overwrite, reporter, pool: RayPool,
+             raise_errors: bool = False) -> list[Outcome]:
+    """Prepare every input, run all their segments on the pool, join each output."""
+    segment_frames = settings.segment_frames or 0
+    outcomes = [Outcome(os.fspath(path), os.fspath(output)) for path, output in zip(inputs, outputs)]
+    jobs: dict[int, Job] = {}
+    reporters: dict[int, Reporter] = {}
+    tasks: list[SegmentTask] = []
+    try:
+        for job_id, (path, output) in enumerate(zip(inputs, outputs)):
+            try:
+                job, todo = _prepare(path, output, load, settings, encoder, overwrite, reporter(path), segment_frames)
+            except (EdvrError, OSError) as error:
+                if raise_errors:
+                    raise
+                outcomes[job_id].error = _one_line(error)
+                continue
+            jobs[job_id], reporters[job_id] = job, job.reporter
+            tasks += [SegmentTask(job_id, job.input_path, job.settings, segment_output(job), job.source.num_frames,
+                                  job.window, "" if job.folder_output else job.target.suffix, segment)
+                      for segment in todo]
+        pending = {job_id: sum(1 for task in tasks if task.job_id == job_id) for job_id in jobs}
+        for job_id in [job_id for job_id, count in pending.items() if count == 0]:
+            _finish(jobs.pop(job_id), outcomes[job_id], raise_errors)
+
+        def finished(job_id: int, index: int, files: dict[str, bytes]) -> None:
+            job = jobs[job_id]
+            _store(job, index, files)
+            for _ in range(job.segments[index].num_frames):
+                reporters[job_id].advance()
+            pending[job_id] -= 1
+            if pending[job_id] == 0:
+                _finish(jobs.pop(job_id), outcomes[job_id], raise_errors)
+
+        pool.run(tasks, finished)
+    finally:
+        for job in jobs.values():
+            close_job(job)
+        for item in reporters.values():
+            item.close()
+    return outcomes
+
+
+def _prepare(path, output, load, settings, encoder, overwrite, reporter, segment_frames):
+    """start_job + the plan: every input is segmented here (one segment if it is short)."""
+    job = start_job(path, output, load, settings, encoder, overwrite, reporter)
+    job.reporter = reporter
+    try:
+        if job.source.num_frames is None:
+            raise EnhanceError(f"{path}: the frame count is unknown, so it cannot be cut into segments for Ray")
+        job.settings = replace(settings, segment_frames=segment_frames or job.source.num_frames)
+        note_source(job.source, job.target, job.folder_output, settings.deinterlace, job.note)
+        todo = plan_job(job)
+        job.source.close()  # the actors decode; the driver only joins
+        reporter.start(job.source.num_frames)
+        resumed = getattr(reporter, "resumed", None)
+        if resumed is not None and job.reused:
+            resumed(sum(s.num_frames for s in job.segments if job.work.is_done(s.index)))
+        return job, todo
+    except BaseException:
+        close_job(job)
+        raise
+
+
+def _store(job: Job, index: int, files: dict[str, bytes]) -> None:
+    """Commit a segment an actor returned."""
+    if job.folder_output:
+        partial = job.work.partial_path(index, ".received")
+        partial.mkdir()
+        for name, data in files.items():
+            (partial / name).write_bytes(data)
+        job.work.commit(index, partial)
+    else:
+        job.work.store(index, next(iter(files.values())))
+
+
+def _finish(job: Job, outcome: Outcome, raise_errors: bool) -> None:
+    try:
+        finish_job(job)
+        outcome.result = job_result(job)
+    except (EdvrError, OSError) as error:
+        explained = explain_failure(job, error)
+        if raise_errors:
+            raise explained from None
+        outcome.error = _one_line(explained)
+    finally:
+        job.reporter.close()
+        close_job(job)
+
+
+def _load_once(model):
+    loaded = []
+
+    def load():
+        if not loaded:
+            loaded.append(model() if callable(model) else model)
+        return loaded[0]
+
+    return load
+
+
+def _one_line(error: BaseException) -> str:
+    from edvr_cli.commands.messages import one_line
+
+    return one_line(error)
+
+
+__all__ = ["Outcome", "enhance_many", "enhance_on_pool", "expand_inputs", "output_for"]

@@ -1,0 +1,151 @@
+"""Segments as Ray tasks: model replicas (actors) on a cluster's GPUs, or CPU workers.
+
+Each actor loads the network once on its own device (`num_gpus=1` when the cluster has GPUs)
+and restores one segment per call with the same worker a plain run uses
+(`segment_worker.restore_segments`). How segments reach the output: the actor writes the
+segment into a temporary folder on its own node and returns the file's bytes through Ray's
+object store; the driver commits them into the work folder beside the output. So only the
+input must be readable at the same path on every node (a shared or copied file); the output
+folder need not be. An actor that dies mid-segment (a lost node, a killed process) is
+restarted by Ray and the call is retried, so that segment is redone; a half-written segment
+never leaves the actor.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from edvr_cli.enhance.planes import FramePlanes
+from edvr_cli.enhance.segment_worker import SegmentOutput, restore_segments
+from edvr_cli.enhance.segments import Segment
+from edvr_cli.enhance.sources import Timing, open_source
+from edvr_cli.enhance.stream import EnhanceError
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    """What an actor needs to restore one segment of one input (pickled to the actor)."""
+
+    job_id: int
+    input_path: str
+    settings: object  # EnhanceSettings
+    output: SegmentOutput
+    num_frames: int
+    window: int
+    suffix: str  # the segment file's suffix ("" for PNG frames)
+    segment: Segment
+
+
+class SegmentActor:
+    """One model replica. Ray wraps this class with `ray.remote` in `RayPool`."""
+
+    def __init__(self, network, threads: int = 0):
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.network = network
+        self.runners: dict = {}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def _planes(self, task: SegmentTask, source) -> tuple[FramePlanes, Callable]:
+        from edvr_cli.inference import ModelRunner, choose_device
+
+        settings = task.settings
+        key = (settings.device, settings.precision, settings.tile, settings.tile_overlap, settings.ensemble)
+        if key not in self.runners:
+            self.runners[key] = ModelRunner(self.network, choose_device(settings.device), settings.precision,
+                                            settings.tile, settings.tile_overlap, settings.ensemble)
+        planes = FramePlanes(self.runners[key], source.format, task.output.format, settings.strength)
+        return planes, lambda windows: planes.restore(windows).frames
+
+    def restore(self, task: SegmentTask) -> tuple[int, int, dict[str, bytes]]:
+        """(job id, segment index, {file name: bytes}) of one restored segment."""
+        settings = task.settings
+        source = open_source(task.input_path, settings.folder_fps, settings.deinterlace)
+        try:
+            planes, run_batch = self._planes(task, source)
+            with tempfile.TemporaryDirectory(prefix="edvr-segment-") as folder:
+                partial = Path(folder) / f"segment{task.suffix}"
+                for _segment, path in restore_segments(source, planes, run_batch, Timing(source), [task.segment],
+                                                       task.num_frames, task.window, settings.padding,
+                                                       settings.batch, task.output, lambda segment: partial):
+                    files = [path] if path.is_file() else sorted(path.iterdir())
+                    return task.job_id, task.segment.index, {file.name: file.read_bytes() for file in files}
+        finally:
+            source.close()
+        raise EnhanceError(f"segment {task.segment.index} of {task.input_path} produced nothing")
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise EnhanceError("--ray needs Ray: pip install 'edvr[ray]'") from None
+    return ray
+
+
+class RayPool:
+    """Actors on a Ray cluster that restore segments; `run` hands out tasks as actors free up.
+
+    Args:
+        address: "local" starts a Ray instance on this machine; "auto" or "ray://host:port"
+            joins a running cluster.
+        workers: model replicas; None = one per GPU in the cluster, else 1.
+        network: the model (sent once through the object store).
+    """
+
+    def __init__(self, address: str, workers: int | None, network):
+        ray = self.ray = import_ray()
+        if not ray.is_initialized():
+            try:
+                ray.init(address=None if address == "local" else address, include_dashboard=False,
+                         log_to_driver=False, configure_logging=False)
+            except (ConnectionError, ValueError, RuntimeError) as error:
+                raise EnhanceError(f"--ray {address}: cannot connect: {str(error).splitlines()[0]}") from None
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.workers = workers or max(gpus, 1)
+        threads = 0 if gpus else max(1, cpus // self.workers)
+        actor = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else min(threads, cpus),
+                           max_restarts=-1, max_task_retries=-1)(SegmentActor)
+        network_ref = ray.put(network)
+        self.actors = [actor.remote(network_ref, threads) for _ in range(self.workers)]
+
+    def pids(self) -> list[int]:
+        return self.ray.get([actor.pid.remote() for actor in self.actors])
+
+    def run(self, tasks: list[SegmentTask], finished: Callable[[int, int, dict[str, bytes]], None]) -> None:
+        """Restore every task; `finished(job id, segment index, files)` as each one completes."""
+        ray = self.ray
+        queue = list(reversed(tasks))
+        running = {}
+        for actor in self.actors:
+            if queue:
+                running[actor.restore.remote(queue.pop())] = actor
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1)
+            actor = running.pop(done[0])
+            try:
+                job_id, index, files = ray.get(done[0])
+            except ray.exceptions.RayTaskError as error:
+                cause = error.as_instanceof_cause()
+                raise cause if isinstance(cause, Exception) and not isinstance(cause, ray.exceptions.RayError) \
+                    else EnhanceError(f"a Ray worker failed: {str(error).splitlines()[0]}") from None
+            if queue:
+                running[actor.restore.remote(queue.pop())] = actor
+            finished(job_id, index, files)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []
+
+
+__all__ = ["SegmentTask", "SegmentActor", "RayPool", "import_ray"]
