@@ -115,8 +115,9 @@ class RayPool:
         threads = 0 if gpus else max(1, cpus // self.workers)
         actor = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else min(threads, cpus),
                            max_restarts=-1, max_task_retries=-1)(SegmentActor)
-        network_ref = ray.put(network)
-        self.actors = [actor.remote(network_ref, threads) for _ in range(self.workers)]
+        # kept for the pool's life: a restarted actor is built again from the same object
+        self.network_ref = ray.put(network)
+        self.actors = [actor.remote(self.network_ref, threads) for _ in range(self.workers)]
 
     def pids(self) -> list[int]:
         return self.ray.get([actor.pid.remote() for actor in self.actors])
@@ -144,7 +145,7 @@ class RayPool:
 
     def close(self) -> None:
         for actor in self.actors:
-            self.ray.kill(actor)
+            self.ray.kill(actor, no_restart=True)
         self.actors = []
 
 

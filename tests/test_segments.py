@@ -1,0 +1,224 @@
+"""Segments, resume, many inputs and Ray (issue 14): every path gives a single pass's frames.
+
+Real ffmpeg clips, a real tiny EDVR (5-frame windows, so a segment of 1 or 2 frames is smaller
+than a window), outputs through ffv1 so that "identical" is bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance
+from edvr_cli.enhance.segments import Segment, plan_segments
+from edvr_cli.enhance.workfolder import work_folder_path
+from edvr_cli.model_choice import load_enhance_model
+from edvr_cli.video import FrameReader, probe
+from models import EDVR, save_model
+from tests.clips import FFMPEG, make_clip
+
+FFV1 = EncoderSettings(codec="ffv1")
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    torch.manual_seed(5)
+    network = EDVR(num_feat=8, deformable_groups=1, num_extract_block=1, num_reconstruct_block=1, hr_in=True,
+                   with_predeblur=False, scale=1, num_frame=5, num_hr_feat=8)
+    torch.nn.init.normal_(network.conv_last.weight, std=0.05)  # a change of several levels per frame
+    path = tmp_path_factory.mktemp("model") / "tiny5.pth"
+    save_model(network, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """23 frames at 24000/1001 fps with an audio track."""
+    return make_clip(tmp_path_factory.mktemp("clip") / "in.mkv", num_frames=23, fps="24000/1001", audio=True,
+                     pix_fmt="yuv420p")
+
+
+def frames_of(path: Path) -> list[tuple[str, int]]:
+    """(md5 of the planes, pts) of every frame."""
+    with FrameReader(path) as reader:
+        return [(hashlib.md5(b"".join(plane.tobytes() for plane in frame.planes)).hexdigest(), frame.pts)
+                for frame in reader]
+
+
+def run(clip: Path, output: Path, model_file: Path, **settings):
+    return enhance(clip, output, load_enhance_model(str(model_file)), EnhanceSettings(**settings), FFV1)
+
+
+@pytest.fixture(scope="module")
+def single_pass(clip, model_file, tmp_path_factory) -> list[tuple[str, int]]:
+    output = tmp_path_factory.mktemp("single") / "out.mkv"
+    result = run(clip, output, model_file, segment_frames=0)
+    assert result.segments == 1 and result.frames == 23
+    return frames_of(output)
+
+
+def test_the_plan_reads_real_neighbours_and_pads_only_at_the_clip_ends():
+    # window 5, 10 frames, segments of 3: frame 0 reads 4, 3, 0, 1, 2 (reflection_circle); frame 9 reads
+    # 7, 8, 9, 6, 5; frames 3 to 5 read their real neighbours 1 to 7
+    plan = plan_segments(10, 3, 5, "reflection_circle")
+    assert plan == [Segment(0, 0, 3, 0, 4), Segment(1, 3, 6, 1, 7), Segment(2, 6, 9, 4, 9), Segment(3, 9, 10, 5, 9)]
+    assert plan_segments(10, 0, 5, "replicate") == [Segment(0, 0, 10, 0, 9)]
+    assert [segment.num_frames for segment in plan_segments(7, 1, 5, "replicate")] == [1] * 7
+
+
+@pytest.mark.parametrize("segment_frames", [1, 2, 7, 22])
+def test_segmented_output_is_the_single_pass_bit_for_bit(clip, model_file, single_pass, tmp_path, segment_frames):
+    output = tmp_path / "out.mkv"
+    result = run(clip, output, model_file, segment_frames=segment_frames)
+    assert result.segments == -(-23 // segment_frames) and result.segments_reused == 0
+    assert frames_of(output) == single_pass  # same planes, same timestamps, same count
+    info = probe(output)
+    assert info.fps == probe(clip).fps and info.num_frames == 23
+    assert [stream.kind for stream in info.streams] == ["video", "audio"]
+    assert not work_folder_path(output).exists()  # removed after success
+
+
+def test_variable_frame_rate_keeps_each_frames_time_across_segments(model_file, tmp_path):
+    clip = tmp_path / "vfr.mkv"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "14",
+                    "-vf", "setpts='(N+if(gte(N,6),5,0))/25/TB'", "-fps_mode", "passthrough", "-c:v", "ffv1",
+                    "-pix_fmt", "yuv420p", str(clip)], check=True)
+    assert probe(clip).is_vfr
+    run(clip, tmp_path / "one.mkv", model_file, segment_frames=0)
+    result = run(clip, tmp_path / "seg.mkv", model_file, segment_frames=4)
+    assert result.segments == 4 and result.variable_frame_rate
+    assert frames_of(tmp_path / "seg.mkv") == frames_of(tmp_path / "one.mkv")
+
+
+def _edvr(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from edvr_cli.cli import main; main()", "enhance", *args]
+
+
+def _start_and_kill_after_a_segment(args: list[str], work: Path) -> None:
+    """Start `edvr enhance`, SIGKILL it once a segment is committed and before it ends."""
+    process = subprocess.Popen(_edvr(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (work.is_dir() and any(name.startswith("seg-") and ".partial" not in name
+                                         for name in os.listdir(work))):
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("long") / "long.mkv", width=96, height=64, num_frames=60, audio=True,
+                     pix_fmt="yuv420p")
+
+
+def test_sigkill_then_rerun_reuses_finished_segments_and_gives_the_single_pass(long_clip, model_file, tmp_path):
+    output = tmp_path / "out.mkv"
+    args = [str(long_clip), "-o", str(output), "--model", str(model_file), "--codec", "ffv1", "--segment-frames", "4"]
+    _start_and_kill_after_a_segment(args, work_folder_path(output))
+    assert not output.exists()
+    done = subprocess.run(_edvr(*args, "--json"), capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout)
+    assert result["segments"] == 15 and 1 <= result["segments_reused"] < 15
+    assert "resuming:" in done.stderr
+    run(long_clip, tmp_path / "single.mkv", model_file, segment_frames=0)
+    assert frames_of(output) == frames_of(tmp_path / "single.mkv")
+    assert not work_folder_path(output).exists()
+
+
+def test_a_changed_option_after_a_kill_starts_over(long_clip, model_file, tmp_path):
+    output = tmp_path / "out.mkv"
+    args = [str(long_clip), "-o", str(output), "--model", str(model_file), "--codec", "ffv1", "--segment-frames", "4"]
+    _start_and_kill_after_a_segment(args, work_folder_path(output))
+    done = subprocess.run(_edvr(*args, "--padding", "replicate", "--json"), capture_output=True, text=True,
+                          check=True)
+    assert json.loads(done.stdout)["segments_reused"] == 0
+    assert "starting over" in done.stderr
+    run(long_clip, tmp_path / "single.mkv", model_file, segment_frames=0, padding="replicate")
+    assert frames_of(output) == frames_of(tmp_path / "single.mkv")
+
+
+def test_several_inputs_each_as_its_own_run_and_a_broken_one_does_not_stop_the_others(clip, model_file, tmp_path):
+    other = make_clip(tmp_path / "other.mkv", width=48, height=32, num_frames=9, pix_fmt="yuv420p")
+    broken = tmp_path / "broken.mkv"
+    broken.write_bytes(b"not a video")
+    out_dir = tmp_path / "restored"
+    done = subprocess.run(_edvr(str(clip), str(broken), str(other), "-o", f"{out_dir}/", "--model", str(model_file),
+                                "--codec", "ffv1", "--segment-frames", "4", "--json"),
+                          capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    outcomes = json.loads(done.stdout)
+    assert [(Path(item["input"]).name, item["ok"]) for item in outcomes] == [
+        ("in.mkv", True), ("broken.mkv", False), ("other.mkv", True)]
+    assert "broken.mkv" in outcomes[1]["error"] and "\n" not in outcomes[1]["error"]
+    assert "1 of 3 inputs failed" in done.stderr and "Traceback" not in done.stderr
+    assert sorted(os.listdir(out_dir)) == ["in.mkv", "other.mkv"]
+    for source in (clip, other):
+        run(source, tmp_path / f"own-{source.name}", model_file, segment_frames=0)
+        assert frames_of(out_dir / source.name) == frames_of(tmp_path / f"own-{source.name}")
+
+
+# ---------------------------------------------------------------------------------- Ray
+
+@pytest.fixture(scope="module")
+def ray_pool(model_file):
+    ray = pytest.importorskip("ray")
+    from edvr_cli.enhance.ray_pool import RayPool
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    pool = RayPool("local", 2, load_enhance_model(str(model_file)).network)
+    yield pool
+    pool.close()
+    ray.shutdown()
+
+
+def test_ray_with_two_workers_gives_the_single_pass(clip, model_file, single_pass, ray_pool, tmp_path):
+    from edvr_cli.enhance import Reporter
+    from edvr_cli.enhance.many import enhance_on_pool
+
+    output = tmp_path / "ray.mkv"
+    result = enhance_on_pool(clip, output, load_enhance_model(str(model_file)), EnhanceSettings(segment_frames=3),
+                             FFV1, False, Reporter(), ray_pool)
+    assert result.segments == 8 and result.frames == 23
+    assert frames_of(output) == single_pass
+    assert [stream.kind for stream in probe(output).streams] == ["video", "audio"]
+
+
+def test_a_ray_worker_killed_mid_job_has_its_segment_redone(clip, model_file, single_pass, ray_pool, tmp_path):
+    from edvr_cli.enhance import Reporter
+    from edvr_cli.enhance.many import enhance_on_pool
+
+    pids = ray_pool.pids()
+    assert len(set(pids)) == 2
+    run_tasks = ray_pool.run
+    killed = []
+
+    def run_and_kill(tasks, finished):
+        def finished_then_kill(*args):
+            finished(*args)
+            if not killed:  # one worker dies while the others' segments are in flight
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+        return run_tasks(tasks, finished_then_kill)
+
+    ray_pool.run = run_and_kill
+    try:
+        result = enhance_on_pool(clip, tmp_path / "ray.mkv", load_enhance_model(str(model_file)),
+                                 EnhanceSettings(segment_frames=2), FFV1, False, Reporter(), ray_pool)
+    finally:
+        ray_pool.run = run_tasks
+    assert killed and result.segments == 12
+    assert frames_of(tmp_path / "ray.mkv") == single_pass
+    assert pids[0] not in ray_pool.pids()  # Ray restarted the actor in a new process
