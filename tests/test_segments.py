@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,39 @@ def test_a_ray_worker_killed_mid_job_has_its_segment_redone(clip, model_file, si
     assert killed and result.segments == 12
     assert frames_of(tmp_path / "ray.mkv") == single_pass
     assert pids[0] not in ray_pool.pids()  # Ray restarted the actor in a new process
+
+
+@pytest.mark.parametrize("name, codec_args, seeks", [
+    ("bframes.mp4", ("-c:v", "libx264", "-bf", "3", "-g", "6"), True),
+    ("opengop.mkv", ("-c:v", "libx265", "-x265-params", "keyint=5:open-gop=1:log-level=error"), True),
+    ("bframes.avi", ("-c:v", "mpeg4", "-bf", "1", "-g", "8"), False),
+])
+def test_a_segment_task_seeks_only_where_that_is_exact(model_file, tmp_path, name, codec_args, seeks):
+    from edvr_cli.enhance import Reporter
+    from edvr_cli.enhance.job import close_job, plan_job, segment_output, start_job
+    from edvr_cli.enhance.ray_pool import SegmentActor, SegmentTask, frame_clock
+
+    clip = make_clip(tmp_path / name, num_frames=30, codec_args=codec_args, pix_fmt="yuv420p")
+    job = start_job(clip, tmp_path / "out.mkv", load_enhance_model(str(model_file)), EnhanceSettings(segment_frames=6),
+                    FFV1, False, Reporter())
+    try:
+        todo = plan_job(job)
+        clock = frame_clock(job)
+    finally:
+        close_job(job)
+    assert (clock is not None) == seeks
+    actor = SegmentActor(job.network)
+    used = []
+    restore = actor._restore
+    actor._restore = lambda task, clock: used.append(clock) or restore(task, clock)
+    for segment in todo[2:5]:
+        task = SegmentTask(0, str(clip), job.settings, segment_output(job), 30, 5, ".mkv", segment,
+                           job.source.video_info, clock)
+        used.clear()
+        _, index, files = actor.restore(task)
+        assert used == [clock]  # the seek (or, for AVI, the decode from the start) was not redone
+        (tmp_path / "task.mkv").write_bytes(next(iter(files.values())))
+        _, _, files = restore(replace(task, clock=None), None)
+        (tmp_path / "start.mkv").write_bytes(next(iter(files.values())))
+        assert frames_of(tmp_path / "task.mkv") == frames_of(tmp_path / "start.mkv")
+        assert len(frames_of(tmp_path / "task.mkv")) == segment.num_frames

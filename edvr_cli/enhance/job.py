@@ -62,6 +62,7 @@ class Job:
     reused: int = 0
     work: WorkFolder | None = None
     reporter: object = None  # the input's Reporter, when jobs run side by side (many.py)
+    clock: object = None  # FrameClock where Ray tasks may seek (ray_pool.frame_clock)
 
     @property
     def target(self) -> Path:

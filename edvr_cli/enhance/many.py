@@ -18,7 +18,7 @@ from typing import Callable
 from edvr_cli.clip_layout import VIDEO_SUFFIXES
 from edvr_cli.enhance.job import (Job, close_job, explain_failure, finish_job, plan_job, segment_output, start_job)
 from edvr_cli.enhance.pipeline import EnhanceResult, EnhanceSettings, Reporter, enhance, job_result, note_source
-from edvr_cli.enhance.ray_pool import RayPool, SegmentTask
+from edvr_cli.enhance.ray_pool import RayPool, SegmentTask, frame_clock
 from edvr_cli.enhance.stream import EnhanceError
 from edvr_cli.image_io import natural_key
 from edvr_cli.video import EncoderSettings
@@ -116,7 +116,8 @@ def _on_pool(inputs, outputs, load, settings, encoder, overwrite, reporter, pool
                 continue
             jobs[job_id], reporters[job_id] = job, job.reporter
             tasks += [SegmentTask(job_id, job.input_path, job.settings, segment_output(job), job.source.num_frames,
-                                  job.window, "" if job.folder_output else job.target.suffix, segment)
+                                  job.window, "" if job.folder_output else job.target.suffix, segment,
+                                  job.source.video_info, job.clock)
                       for segment in todo]
         pending = {job_id: sum(1 for task in tasks if task.job_id == job_id) for job_id in jobs}
         for job_id in [job_id for job_id, count in pending.items() if count == 0]:
@@ -150,6 +151,7 @@ def _prepare(path, output, load, settings, encoder, overwrite, reporter, segment
         job.settings = replace(settings, segment_frames=segment_frames or job.source.num_frames)
         note_source(job.source, job.target, job.folder_output, settings.deinterlace, job.note)
         todo = plan_job(job)
+        job.clock = frame_clock(job)
         job.source.close()  # the actors decode; the driver only joins
         reporter.start(job.source.num_frames)
         resumed = getattr(reporter, "resumed", None)

@@ -2,7 +2,9 @@
 
 Each actor loads the network once on its own device (`num_gpus=1` when the cluster has GPUs)
 and restores one segment per call with the same worker a plain run uses
-(`segment_worker.restore_segments`). How segments reach the output: the actor writes the
+(`segment_worker.restore_segments`), decoding from a keyframe shortly before the segment's
+first frame where that is exact (indexed containers, constant frame rate), else from the
+start. How segments reach the output: the actor writes the
 segment into a temporary folder on its own node and returns the file's bytes through Ray's
 object store; the driver commits them into the work folder beside the output. So only the
 input must be readable at the same path on every node (a shared or copied file); the output
@@ -20,10 +22,11 @@ from pathlib import Path
 from typing import Callable
 
 from edvr_cli.enhance.planes import FramePlanes
-from edvr_cli.enhance.segment_worker import SegmentOutput, restore_segments
+from edvr_cli.enhance.segment_worker import FrameClock, SeekMissed, SegmentOutput, restore_segments
 from edvr_cli.enhance.segments import Segment
 from edvr_cli.enhance.sources import Timing, open_source
 from edvr_cli.enhance.stream import EnhanceError
+from edvr_cli.video import VideoInfo
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,27 @@ class SegmentTask:
     window: int
     suffix: str  # the segment file's suffix ("" for PNG frames)
     segment: Segment
+    info: VideoInfo | None = None  # the input's probe (None for image folders), not redone per task
+    clock: FrameClock | None = None  # set where seeking is exact: the task decodes from near its frames
+
+
+# Containers whose index makes ffmpeg's seek land on a keyframe at or before the time asked for,
+# checked frame for frame against decoding from the start (tests/test_segments.py). MPEG-PS and
+# AVI are not: their seeks may land late or decode the first frames differently.
+SEEKABLE_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm")
+
+
+def frame_clock(job) -> FrameClock | None:
+    """Where a job's tasks may seek: constant-rate video in an indexed container; frame 0's time
+    read from the driver's own reader (which then stops)."""
+    info = job.source.video_info
+    if info is None or info.is_vfr or Path(info.path).suffix.lower() not in SEEKABLE_SUFFIXES:
+        return None
+    first = next(iter(job.source.reader), None)
+    time_base = getattr(job.source.reader, "time_base", None)
+    if first is None or first.pts is None or time_base is None:
+        return None
+    return FrameClock(first.pts * time_base, info.fps)
 
 
 class SegmentActor:
@@ -67,15 +91,26 @@ class SegmentActor:
 
     def restore(self, task: SegmentTask) -> tuple[int, int, dict[str, bytes]]:
         """(job id, segment index, {file name: bytes}) of one restored segment."""
+        if task.clock is not None and task.segment.first_input > 1:
+            try:
+                return self._restore(task, task.clock)
+            except SeekMissed:
+                pass  # decode from the start instead
+        return self._restore(task, None)
+
+    def _restore(self, task: SegmentTask, clock: FrameClock | None) -> tuple[int, int, dict[str, bytes]]:
         settings = task.settings
-        source = open_source(task.input_path, settings.folder_fps, settings.deinterlace)
+        seek = clock.seek_seconds(task.segment.first_input) if clock is not None else 0.0
+        source = open_source(task.input_path, settings.folder_fps, settings.deinterlace, seek_seconds=seek,
+                             info=task.info)
         try:
             planes, run_batch = self._planes(task, source)
             with tempfile.TemporaryDirectory(prefix="edvr-segment-") as folder:
                 partial = Path(folder) / f"segment{task.suffix}"
                 for _segment, path in restore_segments(source, planes, run_batch, Timing(source), [task.segment],
                                                        task.num_frames, task.window, settings.padding,
-                                                       settings.batch, task.output, lambda segment: partial):
+                                                       settings.batch, task.output, lambda segment: partial,
+                                                       clock=clock):
                     files = [path] if path.is_file() else sorted(path.iterdir())
                     return task.job_id, task.segment.index, {file.name: file.read_bytes() for file in files}
         finally:
@@ -149,4 +184,4 @@ class RayPool:
         self.actors = []
 
 
-__all__ = ["SegmentTask", "SegmentActor", "RayPool", "import_ray"]
+__all__ = ["SegmentTask", "SegmentActor", "RayPool", "import_ray", "frame_clock", "SEEKABLE_SUFFIXES"]

@@ -9,6 +9,7 @@ the decoding of the finished part.
 from __future__ import annotations
 
 import collections
+from fractions import Fraction
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -19,6 +20,36 @@ from edvr_cli.enhance.sources import Source, Timing, open_writer
 from edvr_cli.enhance.stream import EnhanceError, restore_windows
 from edvr_cli.video import EncoderSettings, Frame, FrameFormat
 from edvr_cli.windows import max_reach
+
+
+class SeekMissed(Exception):
+    """Decoding from a seek point did not give the frames the segment needs (the caller decodes
+    from the start instead)."""
+
+
+@dataclass(frozen=True)
+class FrameClock:
+    """Which frame of a constant-rate video a pts is: frame 0's time and the exact rate."""
+
+    origin: Fraction  # seconds of frame 0 (as FrameReader reports it)
+    fps: Fraction
+
+    def seek_seconds(self, frame_idx: int) -> float:
+        """A time half a frame before frame `frame_idx - 1`: decoding from there gives every frame
+        from `frame_idx - 1` on (one frame early, so a deinterlacer sees its real previous frame)."""
+        return max(0.0, float(self.origin + (Fraction(frame_idx) - Fraction(3, 2)) / self.fps))
+
+    def indexed(self, frames: Iterable[Frame], reader) -> Iterator[tuple[int, Frame]]:
+        """(frame index, frame) from each frame's pts; SeekMissed unless they are consecutive."""
+        previous = None
+        for frame in frames:
+            if frame.pts is None or reader.time_base is None:
+                raise SeekMissed("a frame without a timestamp")
+            idx = round((frame.pts * reader.time_base - self.origin) * self.fps)
+            if previous is not None and idx != previous + 1:
+                raise SeekMissed(f"frame {idx} after frame {previous}")
+            previous = idx
+            yield idx, frame
 
 
 @dataclass(frozen=True)
@@ -57,18 +88,25 @@ def restore_segments(source: Source, planes: FramePlanes, run_batch: Callable[[l
                      segments: list[Segment], num_frames: int, window: int, padding: str, batch: int,
                      output: SegmentOutput,
                      partial_path: Callable[[Segment], Path], on_frame: Callable[[], None] | None = None,
-                     notify: Callable[[str], None] | None = None) -> Iterator[tuple[Segment, Path]]:
+                     notify: Callable[[str], None] | None = None,
+                     clock: FrameClock | None = None) -> Iterator[tuple[Segment, Path]]:
     """Restore `segments` (in order) of `source`, yielding each (segment, its complete file).
 
     `run_batch` takes a batch of windows and returns their restored frames (`FramePlanes.restore`
-    and whatever the caller records); `partial_path(segment)` names the file (or PNG folder) a segment is written to; it is
-    complete once yielded and the caller commits it.
+    and whatever the caller records); `partial_path(segment)` names the file (or PNG folder) a
+    segment is written to; it is complete once yielded and the caller commits it. With `clock`, `source` was opened at a seek
+    point and frames are identified by their pts (SeekMissed if that point was too late).
     """
     segments = sorted(segments, key=lambda segment: segment.index)
     needed = [(segment.first_input, segment.last_input) for segment in segments]
 
     def decoded() -> Iterator[tuple[int, object]]:
-        for idx, frame in enumerate(source.reader):
+        indexed = enumerate(source.reader) if clock is None else clock.indexed(source.reader, source.reader)
+        first = True
+        for idx, frame in indexed:
+            if first and clock is not None and idx > needed[0][0]:
+                raise SeekMissed(f"decoding from the seek point began at frame {idx}, after {needed[0][0]}")
+            first = False
             if idx == 0:
                 timing.start_at(frame)
             if idx >= num_frames:

@@ -46,15 +46,16 @@ class Source:
 
 
 def open_source(path: str | os.PathLike, folder_fps: Fraction = DEFAULT_FOLDER_FPS,
-                deinterlace: bool = False, notify: Callable[[str], None] | None = None) -> Source:
-    """Open a video file (probed, decoded natively by FrameReader) or a folder of images;
-    `notify` is told what reading converts."""
+                deinterlace: bool = False, notify: Callable[[str], None] | None = None,
+                seek_seconds: float = 0.0, info: VideoInfo | None = None) -> Source:
+    """Open a video file (probed unless `info` is given, decoded natively by FrameReader, from
+    `seek_seconds` on) or a folder of images; `notify` is told what reading converts."""
     path = Path(path)
     if path.is_dir():
         reader = FolderFrameReader(path, notify)
         return Source(reader, reader.format, Fraction(folder_fps), reader.num_frames, None)
-    info = probe(path)
-    reader = FrameReader(path, info=info, deinterlace=deinterlace, notify=notify)
+    info = info or probe(path)
+    reader = FrameReader(path, info=info, deinterlace=deinterlace, notify=notify, seek_seconds=seek_seconds)
     return Source(reader, reader.format, info.fps, info.num_frames, info)
 
 

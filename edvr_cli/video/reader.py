@@ -39,6 +39,8 @@ class FrameReader:
         deinterlace: run ffmpeg's bwdif (one frame per frame: count and timestamps kept).
         queue_size: decoded frames held ahead of the consumer (memory: queue_size + 2 frames).
         notify: told what is converted on reading (a pixel format that cannot be held natively).
+        seek_seconds: start decoding at this time from the file's start instead (ffmpeg's
+            input seek: from a keyframe, frames before the time dropped); pts are unchanged.
 
     Attributes:
         format: layout, size and colour of the frames (`frame.FrameFormat`).
@@ -46,7 +48,7 @@ class FrameReader:
     """
 
     def __init__(self, path: str | os.PathLike, info: VideoInfo | None = None, deinterlace: bool = False,
-                 queue_size: int = 8, notify: Callable[[str], None] | None = None):
+                 queue_size: int = 8, notify: Callable[[str], None] | None = None, seek_seconds: float = 0.0):
         self.path = os.fspath(path)
         self.info = info if info is not None else probe(self.path)
         self.format, note = source_format(self.info)
@@ -58,8 +60,12 @@ class FrameReader:
         layout = self.format.layout
         self._frame_size = layout.frame_bytes(self.width, self.height)
         stats_read, stats_write = os.pipe()
-        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error",
-                "-i", ffmpeg_path(self.path), "-map", f"0:{self.info.video_index}",
+        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]
+        if seek_seconds > 0:
+            # start near a later frame; -copyts -start_at_zero keep every frame's pts what it is
+            # without seeking, so the caller can tell which frames it got
+            args += ["-ss", f"{seek_seconds:.6f}", "-copyts", "-start_at_zero"]
+        args += ["-i", ffmpeg_path(self.path), "-map", f"0:{self.info.video_index}",
                 "-fps_mode", "passthrough", "-enc_time_base:v", "demux"]
         if deinterlace:
             args += ["-vf", "bwdif=mode=send_frame:parity=auto:deint=all"]
