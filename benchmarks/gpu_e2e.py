@@ -710,7 +710,6 @@ def hd(sizes: Sizes, device: torch.device, work: Path, budget: Budget, report: d
     frames = max(sizes.qe_frames, sizes.sr4_frames)
     clip = make_clip(work / "hd.mp4", sizes.hd_width, sizes.hd_height, frames)
     short = make_clip(work / "hd_short.mp4", sizes.hd_width, sizes.hd_height, sizes.sr4_frames)
-    warm = make_clip(work / "hd_warm.mp4", sizes.hd_width, sizes.hd_height, 3)
     base = EnhanceSettings(device=str(device))
     for name, source, need in (("builtin-qe", clip, 40), ("builtin-sr4", short, 60)):
         row = section.setdefault(name, {})
@@ -730,7 +729,6 @@ def hd(sizes: Sizes, device: torch.device, work: Path, budget: Budget, report: d
                                  "precision": "fp32", "dcn_backend": dcn_backend_of(model)}
             del windows, runner
             release(device)
-            run_enhance(warm, work / f"{name}_warm.mp4", loaded, base, EncoderSettings(), device)
             output = work / f"{name}_hd.mp4"
             result = run_enhance(source, output, loaded, base, EncoderSettings(), device)
             result["frames_out"] = frames_in_file(output)
