@@ -17,11 +17,16 @@ Optional fast paths (each falls back to the plain path; none changes what the CP
   any failure of the compiled network other than running out of memory (no compiler, an
   unsupported op, a failed recompile for a new tile size) is told once through `notify`, and
   the network runs uncompiled from then on. Off by default.
+- `channels_last=True` runs the network's convolutions in NHWC: a copy of the network with its
+  4-d weights in `torch.channels_last` (the caller's network is left as it is), and each frame
+  of the windows handed to it in that layout (what cuDNN's tensor-core kernels read without
+  transposing). Same values up to float rounding; off by default (not yet measured on a GPU).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -125,17 +130,22 @@ class ModelRunner:
         min_tile: smallest tile tried before giving up.
         compile: False (default), True (torch.compile with its default backend, inductor) or a
             torch.compile backend name; falls back to the plain network on any failure.
+        channels_last: run the network in the channels_last (NHWC) memory format (see the
+            module docstring); False (default) leaves the network and its input as they are.
     """
 
     def __init__(self, model: nn.Module, device: torch.device | str = "cpu", precision: str = "fp32",
                  tile: int = 0, tile_overlap: int = 32, ensemble: bool = False,
                  notify: Callable[[str], None] | None = None, min_tile: int = MIN_TILE,
-                 compile: bool | str = False):
+                 compile: bool | str = False, channels_last: bool = False):
         if tile < 0 or tile_overlap < 0:
             raise InferenceError(f"tile size and overlap must be >= 0, got {tile} and {tile_overlap}")
         self.device = torch.device(device)
         self.precision = precision
         self.autocast = autocast_dtype(self.device, precision)
+        self.channels_last = bool(channels_last)
+        if self.channels_last:  # a copy: the caller's network (maybe shared by other runners) keeps its layout
+            model = copy.deepcopy(model).to(memory_format=torch.channels_last)
         self.model = model.to(self.device).eval()
         self.scale = int(model.scale)
         self.num_frame = int(model.num_frame)
@@ -163,13 +173,20 @@ class ModelRunner:
     def _run_tiled(self, frames: torch.Tensor, tile: int) -> torch.Tensor:
         if self.compiled is not None:
             try:
-                return run_tiled(self.compiled, frames, self.scale, tile, self.tile_overlap, self.align)
+                return run_tiled(self._network(self.compiled), frames, self.scale, tile, self.tile_overlap,
+                                 self.align)
             except Exception as error:  # noqa: BLE001 - any failure of the compiled path falls back
                 if is_out_of_memory(error):
                     raise  # the tile-size retry's business, compiled or not
                 self.compiled = None
                 self.notify(f"torch.compile failed ({_one_line(error)}); running the network uncompiled")
-        return run_tiled(self.model, frames, self.scale, tile, self.tile_overlap, self.align)
+        return run_tiled(self._network(self.model), frames, self.scale, tile, self.tile_overlap, self.align)
+
+    def _network(self, network: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """What run_tiled calls per tile: the network, given channels_last frames when asked."""
+        if not self.channels_last:
+            return network
+        return lambda tile: network(frames_channels_last(tile))
 
     def _forward_ensemble(self, frames: torch.Tensor, tile: int) -> torch.Tensor:
         if not self.ensemble:
@@ -241,6 +258,13 @@ class ModelRunner:
             return host.pin_memory().to(self.device, non_blocking=True)
         except RuntimeError:
             return host.to(self.device)
+
+
+def frames_channels_last(frames: torch.Tensor) -> torch.Tensor:
+    """(n, t, c, h, w) with each frame in channels_last order: the same values, strides such that
+    `frames.reshape(n * t, c, h, w)` (what EDVR does first) is a view that is
+    `torch.channels_last`-contiguous. No copy when they already are (e.g. uint8 HWC windows)."""
+    return frames.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
 
 
 def _one_line(error: BaseException) -> str:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -252,10 +253,65 @@ def test_a_segment_task_seeks_only_where_that_is_exact(model_file, tmp_path, nam
         task = SegmentTask(0, str(clip), job.settings, segment_output(job), 30, 5, ".mkv", segment,
                            job.source.video_info, clock)
         used.clear()
-        _, index, files = actor.restore(task)
+        _, index, files, _ = actor.restore(task)
         assert used == [clock]  # the seek (or, for AVI, the decode from the start) was not redone
         (tmp_path / "task.mkv").write_bytes(next(iter(files.values())))
-        _, _, files = restore(replace(task, clock=None), None)
+        _, _, files, _ = restore(replace(task, clock=None), None)
         (tmp_path / "start.mkv").write_bytes(next(iter(files.values())))
         assert frames_of(tmp_path / "task.mkv") == frames_of(tmp_path / "start.mkv")
         assert len(frames_of(tmp_path / "task.mkv")) == segment.num_frames
+
+
+def packet_times(path: Path, selector: str) -> list[Fraction]:
+    """Sorted presentation times (seconds) of one stream's packets."""
+    text = subprocess.run([FFMPEG, "-v", "error", "-i", str(path), "-map", selector, "-c", "copy", "-f", "framecrc",
+                           "-"], check=True, capture_output=True).stdout.decode()
+    num, den = text.split("#tb 0: ")[1].split()[0].split("/")
+    return sorted(int(line.split(",")[2]) * Fraction(int(num), int(den))
+                  for line in text.splitlines() if line and not line.startswith("#"))
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_a_late_video_start_keeps_its_offset_to_the_audio_through_the_join(model_file, tmp_path, suffix):
+    video = make_clip(tmp_path / "v.mkv", num_frames=12, pix_fmt="yuv420p")
+    clip = tmp_path / "late.mkv"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "sine=duration=1", "-itsoffset", "0.5", "-i",
+                    str(video), "-map", "0:a", "-map", "1:v", "-c:v", "copy", "-c:a", "aac", str(clip)], check=True)
+    single, segmented = tmp_path / f"single{suffix}", tmp_path / f"segmented{suffix}"
+    enhance(clip, single, load_enhance_model(str(model_file)), EnhanceSettings(segment_frames=0))
+    result = enhance(clip, segmented, load_enhance_model(str(model_file)), EnhanceSettings(segment_frames=5))
+    assert result.segments == 3
+    assert packet_times(segmented, "0:v") == packet_times(single, "0:v")
+    assert packet_times(segmented, "0:a") == packet_times(single, "0:a")
+
+
+def test_png_frames_out_and_an_image_folder_in_in_segments(clip, model_file, tmp_path):
+    run(clip, f"{tmp_path}/single/", model_file, segment_frames=0)
+    result = run(clip, f"{tmp_path}/segmented/", model_file, segment_frames=4)
+    assert result.segments == 6
+    names = sorted(os.listdir(tmp_path / "single"))
+    assert names == [f"{number:06d}.png" for number in range(1, 24)] == sorted(os.listdir(tmp_path / "segmented"))
+    for name in names:
+        assert (tmp_path / "single" / name).read_bytes() == (tmp_path / "segmented" / name).read_bytes()
+    # the PNG folder as input: its frame count is known, so it is segmented too
+    result = run(tmp_path / "single", tmp_path / "again.mkv", model_file, segment_frames=5)
+    assert result.segments == 5 and result.frames == 23
+    run(tmp_path / "single", tmp_path / "again_single.mkv", model_file, segment_frames=0)
+    assert frames_of(tmp_path / "again.mkv") == frames_of(tmp_path / "again_single.mkv")
+
+
+def test_inputs_expand_from_a_folder_of_videos_and_a_quoted_glob(tmp_path):
+    from edvr_cli.enhance.many import expand_inputs, output_for
+
+    for name in ("b10.mkv", "b9.mp4", "notes.txt"):
+        (tmp_path / "videos").mkdir(exist_ok=True)
+        (tmp_path / "videos" / name).write_bytes(b"")
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "000001.png").write_bytes(b"")
+    assert expand_inputs([str(tmp_path / "videos")]) == [tmp_path / "videos" / "b9.mp4", tmp_path / "videos" / "b10.mkv"]
+    assert expand_inputs([str(tmp_path / "videos" / "b*.m*")]) == [tmp_path / "videos" / "b9.mp4",
+                                                                    tmp_path / "videos" / "b10.mkv"]
+    assert expand_inputs([str(tmp_path / "frames")]) == [tmp_path / "frames"]  # images: one input
+    assert output_for(tmp_path / "frames", tmp_path / "out") == tmp_path / "out" / "frames"
+    with pytest.raises(Exception, match="matches no file"):
+        expand_inputs([str(tmp_path / "nothing*.mkv")])

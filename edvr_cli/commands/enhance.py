@@ -118,6 +118,13 @@ def check_crf(crf: float, codec: str) -> None:
 @click.option("--ensemble", is_flag=True,
               help="x8 self-ensemble: average the outputs for the 8 flips/transposes of each window "
                    "(8x slower, usually a little better).")
+@click.option("--compile", "compile_network", is_flag=True,
+              help="Run the network through torch.compile (inductor), which fuses its operations into "
+                   "fewer, faster kernels, mostly worth it on a GPU for a long video. The first frames "
+                   "(and the first of each new tile size) are slow while it compiles, a minute or more; "
+                   "the results then match the uncompiled network's up to float rounding. If compiling "
+                   "fails (no C++ compiler, an unsupported operation) a note says so and the network runs "
+                   "uncompiled. Not yet used by --ray workers.")
 @click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="How much of the network's correction to apply: 1 = all of it, 0.5 = half way "
                    "between the input and the restoration, 0 = none. Lower it if the result looks "
@@ -166,10 +173,10 @@ def check_crf(crf: float, codec: str) -> None:
                    "precision, model, ...) instead of the summary line.")
 def command(inputs: tuple[str, ...], output_path: str, model: str | None, weights: str | None,
             cache_dir: Path | None, window: str | None, padding: str, tile: int, tile_overlap: int,
-            batch: int, device: str, precision: str, ensemble: bool, strength: float, codec: str | None,
-            crf: float | None, preset: str | None, pix_fmt: str | None, encoder_args: tuple[str, ...],
-            folder_fps: Fraction | None, deinterlace: bool, segment_frames: int, ray_address: str | None,
-            workers: int | None, overwrite: bool, quiet: bool, as_json: bool) -> None:
+            batch: int, device: str, precision: str, ensemble: bool, compile_network: bool, strength: float,
+            codec: str | None, crf: float | None, preset: str | None, pix_fmt: str | None,
+            encoder_args: tuple[str, ...], folder_fps: Fraction | None, deinterlace: bool, segment_frames: int,
+            ray_address: str | None, workers: int | None, overwrite: bool, quiet: bool, as_json: bool) -> None:
     """Restore INPUT (a video, or a folder of images) with EDVR and write it to -o OUTPUT.
 
     Each output frame is the network's restoration of the input frame at the centre of a window
@@ -210,7 +217,7 @@ def command(inputs: tuple[str, ...], output_path: str, model: str | None, weight
             results = _run(inputs, output_path, model, weights, cache_dir, window, padding, tile, tile_overlap,
                            batch, device, precision, ensemble, strength, codec, crf, preset, pix_fmt,
                            encoder_args, folder_fps, deinterlace, segment_frames, ray_address, workers,
-                           overwrite, quiet)
+                           overwrite, quiet, compile_network)
         except KeyboardInterrupt as interrupt:
             signum = signum_of(interrupt, received)
             raise Interrupted(interrupted_message(f"{output_path} was not written", signum), signum) from None
@@ -258,7 +265,7 @@ def _report_many(outcomes, as_json: bool, quiet: bool) -> None:
 
 def _run(inputs, output_path, model, weights, cache_dir, window, padding, tile, tile_overlap, batch, device,
          precision, ensemble, strength, codec, crf, preset, pix_fmt, encoder_args, folder_fps, deinterlace,
-         segment_frames, ray_address, workers, overwrite, quiet):
+         segment_frames, ray_address, workers, overwrite, quiet, compile_network=False):
     """Check what Click cannot check alone, then run `enhance` on one input or `enhance_many`."""
     from edvr_cli.enhance import EncoderSettings, EnhanceSettings
     from edvr_cli.model_choice import load_enhance_model
@@ -277,7 +284,7 @@ def _run(inputs, output_path, model, weights, cache_dir, window, padding, tile, 
                                tile_overlap=tile_overlap, batch=batch, device=device,
                                precision=precision, ensemble=ensemble, strength=strength,
                                folder_fps=folder_fps if folder_fps is not None else Fraction(DEFAULT_FOLDER_FPS),
-                               deinterlace=deinterlace, segment_frames=segment_frames)
+                               deinterlace=deinterlace, segment_frames=segment_frames, compile=compile_network)
     # The model is loaded (maybe downloaded) only once the (first) input has been probed.
     loaded = []
 

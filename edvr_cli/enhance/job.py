@@ -72,7 +72,8 @@ class Job:
         """The network on its device, and the plane conversions around it."""
         settings = self.settings
         self.runner = ModelRunner(self.network, self.device, settings.precision, settings.tile,
-                                  settings.tile_overlap, settings.ensemble, notify=notify or self.note)
+                                  settings.tile_overlap, settings.ensemble, notify=notify or self.note,
+                                  compile=settings.compile)
         self.planes = FramePlanes(self.runner, self.source.format, self.out_format, settings.strength)
         self.final_tile = settings.tile
         if not self.planes.residual and self.runner.scale == 1 and settings.strength != 1:
@@ -199,8 +200,8 @@ def run_segments(job: Job, todo: list[Segment], reporter) -> None:
                                 job.source.num_frames, job.window, settings.padding, settings.batch,
                                 segment_output(job), lambda segment: job.work.partial_path(segment.index),
                                 on_frame=reporter.advance, notify=job.note)
-    for segment, partial in finished:
-        job.work.commit(segment.index, partial)
+    for segment, partial, start in finished:
+        job.work.commit(segment.index, partial, start)
 
 
 def finish_job(job: Job) -> None:
@@ -212,7 +213,8 @@ def finish_job(job: Job) -> None:
             _gather_frames(paths, job.staging)
         else:
             info = job.source.video_info
-            join_segments(paths, job.staging, info, job.encoder.codec,
+            starts = [job.work.start_of(segment.index) for segment in job.segments]
+            join_segments(paths, starts, job.staging, info, job.encoder.codec,
                           info.start_offset if info is not None else 0, notify=job.note)
         job.num_frames = job.segments[-1].stop
     job.claim.commit(job.staging, job.overwrite)

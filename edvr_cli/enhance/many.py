@@ -123,9 +123,9 @@ def _on_pool(inputs, outputs, load, settings, encoder, overwrite, reporter, pool
         for job_id in [job_id for job_id, count in pending.items() if count == 0]:
             _finish(jobs.pop(job_id), outcomes[job_id], raise_errors)
 
-        def finished(job_id: int, index: int, files: dict[str, bytes]) -> None:
+        def finished(job_id: int, index: int, files: dict[str, bytes], start) -> None:
             job = jobs[job_id]
-            _store(job, index, files)
+            _store(job, index, files, start)
             for _ in range(job.segments[index].num_frames):
                 reporters[job_id].advance()
             pending[job_id] -= 1
@@ -163,7 +163,7 @@ def _prepare(path, output, load, settings, encoder, overwrite, reporter, segment
         raise
 
 
-def _store(job: Job, index: int, files: dict[str, bytes]) -> None:
+def _store(job: Job, index: int, files: dict[str, bytes], start) -> None:
     """Commit a segment an actor returned."""
     if job.folder_output:
         partial = job.work.partial_path(index, ".received")
@@ -172,7 +172,7 @@ def _store(job: Job, index: int, files: dict[str, bytes]) -> None:
             (partial / name).write_bytes(data)
         job.work.commit(index, partial)
     else:
-        job.work.store(index, next(iter(files.values())))
+        job.work.store(index, next(iter(files.values())), start)
 
 
 def _finish(job: Job, outcome: Outcome, raise_errors: bool) -> None:

@@ -54,6 +54,9 @@ class EnhanceSettings:
         deinterlace: deinterlace interlaced video first (ffmpeg's bwdif, one frame per frame).
         segment_frames: output frames per resumable segment (0 = one pass, no work folder); the
             CLI's default is `segments.DEFAULT_SEGMENT_FRAMES`.
+        compile: run the network through torch.compile (True = inductor, or a backend name);
+            the first windows of each new size are slow while it compiles; falls back to the
+            plain network, with a note, if compiling fails (see ModelRunner).
     """
 
     window: int | None = None
@@ -68,6 +71,7 @@ class EnhanceSettings:
     folder_fps: Fraction = DEFAULT_FOLDER_FPS
     deinterlace: bool = False
     segment_frames: int = 0
+    compile: bool | str = False
 
 
 class Reporter:

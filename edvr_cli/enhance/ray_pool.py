@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from fractions import Fraction
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -89,8 +90,8 @@ class SegmentActor:
         planes = FramePlanes(self.runners[key], source.format, task.output.format, settings.strength)
         return planes, lambda windows: planes.restore(windows).frames
 
-    def restore(self, task: SegmentTask) -> tuple[int, int, dict[str, bytes]]:
-        """(job id, segment index, {file name: bytes}) of one restored segment."""
+    def restore(self, task: SegmentTask) -> tuple[int, int, dict[str, bytes], Fraction | None]:
+        """(job id, segment index, {file name: bytes}, its first frame's time) of one restored segment."""
         if task.clock is not None and task.segment.first_input > 1:
             try:
                 return self._restore(task, task.clock)
@@ -98,7 +99,7 @@ class SegmentActor:
                 pass  # decode from the start instead
         return self._restore(task, None)
 
-    def _restore(self, task: SegmentTask, clock: FrameClock | None) -> tuple[int, int, dict[str, bytes]]:
+    def _restore(self, task: SegmentTask, clock: FrameClock | None):
         settings = task.settings
         seek = clock.seek_seconds(task.segment.first_input) if clock is not None else 0.0
         source = open_source(task.input_path, settings.folder_fps, settings.deinterlace, seek_seconds=seek,
@@ -107,12 +108,12 @@ class SegmentActor:
             planes, run_batch = self._planes(task, source)
             with tempfile.TemporaryDirectory(prefix="edvr-segment-") as folder:
                 partial = Path(folder) / f"segment{task.suffix}"
-                for _segment, path in restore_segments(source, planes, run_batch, Timing(source), [task.segment],
+                for _segment, path, start in restore_segments(source, planes, run_batch, Timing(source), [task.segment],
                                                        task.num_frames, task.window, settings.padding,
                                                        settings.batch, task.output, lambda segment: partial,
                                                        clock=clock):
                     files = [path] if path.is_file() else sorted(path.iterdir())
-                    return task.job_id, task.segment.index, {file.name: file.read_bytes() for file in files}
+                    return task.job_id, task.segment.index, {file.name: file.read_bytes() for file in files}, start
         finally:
             source.close()
         raise EnhanceError(f"segment {task.segment.index} of {task.input_path} produced nothing")
@@ -157,8 +158,8 @@ class RayPool:
     def pids(self) -> list[int]:
         return self.ray.get([actor.pid.remote() for actor in self.actors])
 
-    def run(self, tasks: list[SegmentTask], finished: Callable[[int, int, dict[str, bytes]], None]) -> None:
-        """Restore every task; `finished(job id, segment index, files)` as each one completes."""
+    def run(self, tasks: list[SegmentTask], finished: Callable[..., None]) -> None:
+        """Restore every task; `finished(job id, segment index, files, start)` as each one completes."""
         ray = self.ray
         queue = list(reversed(tasks))
         running = {}
@@ -169,14 +170,14 @@ class RayPool:
             done, _ = ray.wait(list(running), num_returns=1)
             actor = running.pop(done[0])
             try:
-                job_id, index, files = ray.get(done[0])
+                job_id, index, files, start = ray.get(done[0])
             except ray.exceptions.RayTaskError as error:
                 cause = error.as_instanceof_cause()
                 raise cause if isinstance(cause, Exception) and not isinstance(cause, ray.exceptions.RayError) \
                     else EnhanceError(f"a Ray worker failed: {str(error).splitlines()[0]}") from None
             if queue:
                 running[actor.restore.remote(queue.pop())] = actor
-            finished(job_id, index, files)
+            finished(job_id, index, files, start)
 
     def close(self) -> None:
         for actor in self.actors:

@@ -89,8 +89,9 @@ def restore_segments(source: Source, planes: FramePlanes, run_batch: Callable[[l
                      output: SegmentOutput,
                      partial_path: Callable[[Segment], Path], on_frame: Callable[[], None] | None = None,
                      notify: Callable[[str], None] | None = None,
-                     clock: FrameClock | None = None) -> Iterator[tuple[Segment, Path]]:
-    """Restore `segments` (in order) of `source`, yielding each (segment, its complete file).
+                     clock: FrameClock | None = None) -> Iterator[tuple[Segment, Path, Fraction | None]]:
+    """Restore `segments` (in order) of `source`, yielding each (segment, its complete file, the
+    time of its first frame in seconds from the clip's first; None for PNG frames).
 
     `run_batch` takes a batch of windows and returns their restored frames (`FramePlanes.restore`
     and whatever the caller records); `partial_path(segment)` names the file (or PNG folder) a
@@ -118,6 +119,7 @@ def restore_segments(source: Source, planes: FramePlanes, run_batch: Callable[[l
     frames = ReplayableFrames(decoded(), history=2 * max_reach(window) + window)
     for segment in segments:
         path = partial_path(segment)
+        first_time: list[Fraction] = []
         with open_writer(path, output.format, timing.time_base, source, output.encoder, folder=output.folder,
                          deinterlaced=output.deinterlaced, notify=notify, segment=True,
                          start_number=segment.start + 1) as writer:
@@ -127,10 +129,12 @@ def restore_segments(source: Source, planes: FramePlanes, run_batch: Callable[[l
                 if pts is None and timing.variable:
                     raise EnhanceError("a frame without a timestamp in variable-frame-rate video cannot be "
                                        "placed in a segment; run with --segment-frames 0")
+                if not first_time:
+                    first_time.append(pts * timing.time_base)
                 writer.write(Frame(planes.finish(centre, restored), pts))
 
             windows = segment_windows(frames.starting_at(segment.first_input), segment, num_frames, window,
                                       padding)
             restore_windows(windows, run_batch, write,
                             batch, on_frame)
-        yield segment, path
+        yield segment, path, None if output.folder else first_time[0]

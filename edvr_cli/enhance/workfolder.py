@@ -2,7 +2,8 @@
 
 `.NAME.edvr-work/` holds `manifest.json` (what the segments were made from: the input's
 fingerprint, the model file's hash, every option that changes pixels or encoding) and one file
-per finished segment, `seg-00003.mkv`. A segment is written under a temporary name and renamed
+per finished segment, `seg-00003.mkv`, with the exact time of its first frame beside it
+(`seg-00003.start`, a fraction of seconds: what the join places it by). A segment is written under a temporary name and renamed
 when complete (fsynced first), so a file under a segment's name is always a whole segment: after
 Ctrl-C, SIGKILL or a power loss the next identical run reuses it. A run whose manifest differs
 starts over. The folder is removed once the output is in place.
@@ -14,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+from fractions import Fraction
 from pathlib import Path
 
 from models.errors import EdvrError
@@ -105,20 +107,30 @@ class WorkFolder:
     def is_done(self, index: int) -> bool:
         return self.segment_path(index).exists()
 
-    def commit(self, index: int, partial: Path) -> Path:
-        """Make a complete segment durable, then give it its final name (atomically)."""
+    def start_of(self, index: int) -> Fraction:
+        """The time of a finished segment's first frame, seconds from the clip's first frame."""
+        return Fraction(self._start_path(index).read_text(encoding="ascii"))
+
+    def _start_path(self, index: int) -> Path:
+        return self.path / f"seg-{index:05d}.start"
+
+    def commit(self, index: int, partial: Path, start: Fraction | None = None) -> Path:
+        """Make a complete segment (and its first frame's time) durable, then give it its final
+        name (atomically): only then does it count as done."""
         final = self.segment_path(index)
+        if start is not None:
+            _write_synced(self._start_path(index), str(Fraction(start)).encode("ascii"))
         for file in ([partial] if partial.is_file() else sorted(partial.iterdir())):
             _fsync(file)
         os.replace(partial, final)
         _fsync(self.path)
         return final
 
-    def store(self, index: int, data: bytes) -> Path:
+    def store(self, index: int, data: bytes, start: Fraction | None) -> Path:
         """Commit a segment received as bytes (from a Ray worker)."""
         partial = self.partial_path(index, ".received")
         partial.write_bytes(data)
-        return self.commit(index, partial)
+        return self.commit(index, partial, start)
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

@@ -11,6 +11,9 @@
   returns the input planes bit for bit.
 - `from_rgb(rgb)`: RGB (clamped to [0, 1]) to planes of the format, chroma by the same
   low-pass downsampling; for x4 outputs, PNG frames and RGB sources written as YUV.
+
+Uploads to a CUDA device go through pinned (page-locked) host memory without blocking the host
+(`to_device`); on the CPU a plane's tensor is the array itself, as before.
 """
 
 from __future__ import annotations
@@ -22,12 +25,30 @@ from edvr_cli.video import colour
 from edvr_cli.video.frame import FrameFormat
 
 
+def to_device(host: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A CPU tensor on `device`.
+
+    On CUDA it is copied into a pinned host buffer and from there without blocking the host
+    (the copy is queued on the current stream, so later work on that stream sees it; PyTorch's
+    pinned-memory cache records an event and reuses the buffer only once the copy is done, and
+    the caller's array may be reused at once). If pinning fails (no page-locked memory left),
+    a plain blocking copy. On the CPU (or any other device) `host.to(device)`: no copy at all."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return host.to(device)
+    try:
+        staged = host.pin_memory()
+    except RuntimeError:
+        return host.to(device)
+    return staged.to(device, non_blocking=True)
+
+
 def upload(plane: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A uint8/uint16 plane as float32 codes on `device` (uint16 travels as int16 bits)."""
+    """A uint8/uint16 plane as float32 codes on `device` (uint16 travels as int16 bits); on CUDA
+    through pinned memory without blocking (`to_device`), the codes made there."""
     if plane.dtype == np.uint8:
-        tensor = torch.from_numpy(np.ascontiguousarray(plane)).to(device, non_blocking=True)
-        return tensor.to(torch.float32)
-    bits = torch.from_numpy(np.ascontiguousarray(plane).view(np.int16)).to(device, non_blocking=True)
+        return to_device(torch.from_numpy(np.ascontiguousarray(plane)), device).to(torch.float32)
+    bits = to_device(torch.from_numpy(np.ascontiguousarray(plane).view(np.int16)), device)
     return (bits.to(torch.int32) & 0xFFFF).to(torch.float32)
 
 
@@ -53,7 +74,8 @@ class FrameConverter:
     # ---------------------------------------------------------------------------- to RGB
 
     def upload(self, planes: tuple[np.ndarray, ...]) -> list[torch.Tensor]:
-        """Planes -> their codes as float32 tensors on the device."""
+        """Planes -> their codes as float32 tensors on the device (on CUDA: pinned, non-blocking
+        copies of the uint8/uint16 planes, converted to float there)."""
         return [upload(plane, self.device) for plane in planes]
 
     def to_rgb(self, planes: tuple[np.ndarray, ...]) -> torch.Tensor:

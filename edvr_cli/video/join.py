@@ -1,14 +1,18 @@
 """Join encoded segments into one video without re-encoding, with the source's other streams.
 
-Each segment holds its frames at their final presentation times. ffmpeg's concat demuxer
-shifts file k's timestamps by (sum of the durations before it) - (file k's start), so each
-file's `duration` is set to the gap between its start and the next file's, as ffmpeg reads those
-starts (whole microseconds): the shift is then exactly zero and every frame keeps its time.
+Each segment holds its frames at their final presentation times (so each is rounded to the
+container's time base once, as in a single pass). ffmpeg's concat demuxer shifts file k's
+timestamps by (sum of the durations before it) - (file k's in-point), so each file gets its
+first frame's time as `inpoint` and the gap to the next one's as `duration`, both in whole
+microseconds from the same rounded times: the shift is then exactly zero and every frame keeps
+its time. (ffmpeg's own reading of a file's start is not used: it is missing for short HEVC
+segments in Matroska.)
 The source's audio, subtitles, attachments, metadata and chapters are copied in the same pass.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 from fractions import Fraction
@@ -16,27 +20,37 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from edvr_cli.video.ffmpeg import StderrCollector, ffmpeg_exe, ffmpeg_failed, ffmpeg_path, stop_process
-from edvr_cli.video.probe import VideoInfo, start_time
+from edvr_cli.video.probe import VideoInfo
 from edvr_cli.video.writer import HVC1_CONTAINERS, source_stream_args
 
 
+def _microseconds(seconds: Fraction) -> int:
+    return math.floor(seconds * 1_000_000 + Fraction(1, 2))
+
+
 def concat_list(segments: Sequence[Path], starts: Sequence[Fraction]) -> str:
-    """An ffconcat script: each segment with the exact gap to the next one's start."""
+    """An ffconcat script: each segment from its first frame's time, lasting until the next one's.
+
+    `starts` are seconds from the first segment's first frame (the first is 0)."""
     lines = ["ffconcat version 1.0"]
     for index, segment in enumerate(segments):
         escaped = ffmpeg_path(segment).replace("'", "'\\''")
         lines.append(f"file '{escaped}'")
+        here = _microseconds(starts[index])
+        if index > 0:
+            lines.append(f"inpoint {here}us")
         if index + 1 < len(segments):
-            gap = starts[index + 1] - starts[index]
-            lines.append(f"duration {gap.numerator * 1_000_000 // gap.denominator}us")
+            lines.append(f"duration {_microseconds(starts[index + 1]) - here}us")
     return "\n".join(lines) + "\n"
 
 
-def join_segments(segments: Sequence[Path], output: Path, source: VideoInfo | None, codec: str,
+def join_segments(segments: Sequence[Path], starts: Sequence[Fraction], output: Path, source: VideoInfo | None,
+                  codec: str,
                   start_offset: Fraction = Fraction(0), notify: Callable[[str], None] | None = None) -> None:
     """Write `output` from `segments` (same codec and parameters, in order) by stream copy.
 
     Args:
+        starts: each segment's first frame's time, seconds from the first's.
         source: probed input whose audio, subtitles, attachments, metadata and chapters go along.
         codec: the segments' encoder (HEVC is tagged hvc1 in MP4/MOV, as a single pass does).
         start_offset: seconds from the source's start to its first video frame.
@@ -44,7 +58,6 @@ def join_segments(segments: Sequence[Path], output: Path, source: VideoInfo | No
     notify = notify or (lambda message: None)
     if not segments:
         raise ValueError("no segments to join")
-    starts = [start_time(segment) for segment in segments]
     script = Path(output).with_name(Path(output).name + ".ffconcat")
     script.write_text(concat_list(segments, starts), encoding="utf-8")
     try:

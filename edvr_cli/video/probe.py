@@ -346,13 +346,3 @@ def count_frames(path: str | os.PathLike, video_index: int | None = None) -> int
         raise VideoError(f"{path}: ffmpeg reported no frame count", decode_text(result.stderr))
     return int(counts[-1])
 
-
-def start_time(path: str | os.PathLike) -> Fraction:
-    """The file's start time in seconds as ffmpeg reads it (whole microseconds), e.g. what its
-    concat demuxer subtracts from each file's timestamps."""
-    path = os.fspath(path)
-    stderr = decode_text(run_ffmpeg(["-i", ffmpeg_path(path)]).stderr)
-    match = _START.search(stderr)
-    if match is None:
-        raise VideoError(f"{path}: ffmpeg reports no start time", stderr)
-    return Fraction(match.group(1))
