@@ -315,3 +315,15 @@ def test_inputs_expand_from_a_folder_of_videos_and_a_quoted_glob(tmp_path):
     assert output_for(tmp_path / "frames", tmp_path / "out") == tmp_path / "out" / "frames"
     with pytest.raises(Exception, match="matches no file"):
         expand_inputs([str(tmp_path / "nothing*.mkv")])
+
+
+def test_a_video_too_long_for_the_probes_scan_is_counted_before_it_is_cut(clip, model_file, single_pass, tmp_path,
+                                                                          monkeypatch):
+    import edvr_cli.enhance.sources as sources
+
+    quick = sources.probe
+    monkeypatch.setattr(sources, "probe", lambda path: quick(path, max_scan_seconds=0.0))
+    assert not sources.probe(clip).frames_counted  # what probe gives for a long film
+    result = run(clip, tmp_path / "out.mkv", model_file, segment_frames=5)
+    assert result.segments == 5 and result.frames == 23
+    assert frames_of(tmp_path / "out.mkv") == single_pass

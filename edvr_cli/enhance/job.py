@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +29,7 @@ from edvr_cli.model_choice import LoadedModel
 from edvr_cli.output_files import OutputClaim, check_paths, claim_output, is_folder_output
 from edvr_cli.video import EncoderSettings, Frame, VideoError, resolve_encoder
 from edvr_cli.video.join import join_segments
+from edvr_cli.video.packets import scan_packets
 from edvr_cli.windows import WINDOW_SIZES
 
 
@@ -145,8 +146,21 @@ def run_single(job: Job, reporter, open_writer: Callable[..., object] = open_wri
 
 def wants_segments(job: Job) -> bool:
     """Segments need the exact frame count up front, and more frames than one segment."""
+    if job.settings.segment_frames <= 0:
+        return False
+    count_frames_exactly(job.source)
     count = job.source.num_frames
-    return job.settings.segment_frames > 0 and count is not None and count > job.settings.segment_frames
+    return count is not None and count > job.settings.segment_frames
+
+
+def count_frames_exactly(source: Source) -> None:
+    """Count every packet when probing stopped early (a long video): the plan needs the count."""
+    info = source.video_info
+    if info is not None and not info.frames_counted:
+        scan = scan_packets(info.path, info.video_index, max_scan_seconds=float("inf"))
+        if scan.complete and scan.pts:
+            source.video_info = replace(info, num_frames=len(scan.pts), frames_counted=True)
+            source.num_frames = len(scan.pts)
 
 
 def plan_job(job: Job) -> list[Segment]:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from edvr_cli.clip_layout import VIDEO_SUFFIXES
-from edvr_cli.enhance.job import (Job, close_job, explain_failure, finish_job, plan_job, segment_output, start_job)
+from edvr_cli.enhance.job import (Job, close_job, count_frames_exactly, explain_failure, finish_job, plan_job,
+                                  segment_output, start_job)
 from edvr_cli.enhance.pipeline import EnhanceResult, EnhanceSettings, Reporter, enhance, job_result, note_source
 from edvr_cli.enhance.ray_pool import RayPool, SegmentTask, frame_clock
 from edvr_cli.enhance.stream import EnhanceError
@@ -146,6 +147,7 @@ def _prepare(path, output, load, settings, encoder, overwrite, reporter, segment
     job = start_job(path, output, load, settings, encoder, overwrite, reporter)
     job.reporter = reporter
     try:
+        count_frames_exactly(job.source)
         if job.source.num_frames is None:
             raise EnhanceError(f"{path}: the frame count is unknown, so it cannot be cut into segments for Ray")
         job.settings = replace(settings, segment_frames=segment_frames or job.source.num_frames)

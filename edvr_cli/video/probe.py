@@ -85,6 +85,8 @@ class VideoInfo:
     content_light: tuple[int, int] | None = None  # (MaxCLL, MaxFALL) in cd/m^2
     # lines worth telling the user about the file, e.g. which of several video streams is used
     notes: tuple[str, ...] = ()
+    # num_frames is a count of all the stream's packets (not the container's claim, not None)
+    frames_counted: bool = False
 
 
 def bit_depth_of(pix_fmt: str) -> int:
@@ -324,7 +326,7 @@ def probe(path: str | os.PathLike, max_scan_seconds: float = 5.0) -> VideoInfo:
         streams=tuple(header.streams), sample_aspect=sample_aspect if sample_aspect != 1 else None,
         time_base=scan.time_base, start_offset=start_offset, field_order=video["field_order"],
         mastering_display=first.mastering_display, content_light=first.content_light,
-        notes=tuple(f"{path}: {line}" for line in header.notes))
+        notes=tuple(f"{path}: {line}" for line in header.notes), frames_counted=scan.complete)
 
 
 def count_frames(path: str | os.PathLike, video_index: int | None = None) -> int:
