@@ -19,7 +19,8 @@ b. e2e: `edvr_cli.enhance.enhance` (the library `edvr enhance` calls) on a gener
    `default` = the command's defaults (fp32, batch 1, our DCN as `edvr enhance` loads a
    checkpoint, libx265 crf 8 medium into .mp4) gives `enhance_ms_per_frame` = wall time of
    `enhance()` / frames. Then the same again instrumented for the per-stage breakdown, and
-   variants (torchvision DCN, batch 8, bf16, raw video output without an encoder, torch.compile).
+   variants (torchvision DCN, batch 8, bf16, channels_last, raw video output without an encoder,
+   torch.compile through `EnhanceSettings.compile`, i.e. `edvr enhance --compile`).
    Per-stage breakdown: the pipeline's callables are wrapped (a timing FramePlanes subclass,
    the reader and writer through enhance()'s open_source/open_writer hooks, convert.upload and
    convert.download) and the device is synchronised at each stage's edges, so each stage's time
@@ -112,14 +113,18 @@ SMOKE = Sizes(frames=10, width=32, height=24, warmup_frames=5, network="tiny", r
               reference_iters=2, reference_warmup=1, psnr_frames=5, hd_width=64, hd_height=48, qe_frames=4,
               sr4_frames=3, hd_model_iters=2, encode_frames=5, encode_sizes=((64, 48),), compile_backend="eager")
 
-# e2e variants after `default`: (label, settings changes, encoder, DCN backend, torch.compile)
+# e2e variants after `default`: (label, EnhanceSettings changes, encoder, DCN backend, ModelRunner
+# options that EnhanceSettings has no field for). `compile=True` (EnhanceSettings.compile, what
+# `edvr enhance --compile` sets) becomes Sizes.compile_backend; those variants run last, in the
+# `compile` section.
 VARIANTS = [
-    ("torchvision_fp32_batch8", dict(batch=8), None, "torchvision", False),
-    ("torchvision_bf16_batch8", dict(batch=8, precision="bf16"), None, "torchvision", False),
-    ("pytorch_bf16_batch8", dict(batch=8, precision="bf16"), None, "pytorch", False),
-    ("default_rawvideo_out", {}, "rawvideo", "pytorch", False),
-    ("torchvision_bf16_batch8_rawvideo_out", dict(batch=8, precision="bf16"), "rawvideo", "torchvision", False),
-    ("pytorch_bf16_batch8_compiled", dict(batch=8, precision="bf16"), None, "pytorch", True),
+    ("torchvision_fp32_batch8", dict(batch=8), None, "torchvision", {}),
+    ("torchvision_bf16_batch8", dict(batch=8, precision="bf16"), None, "torchvision", {}),
+    ("pytorch_bf16_batch8", dict(batch=8, precision="bf16"), None, "pytorch", {}),
+    ("pytorch_bf16_batch8_channels_last", dict(batch=8, precision="bf16"), None, "pytorch", dict(channels_last=True)),
+    ("default_rawvideo_out", {}, "rawvideo", "pytorch", {}),
+    ("torchvision_bf16_batch8_rawvideo_out", dict(batch=8, precision="bf16"), "rawvideo", "torchvision", {}),
+    ("pytorch_bf16_batch8_compiled", dict(batch=8, precision="bf16", compile=True), None, "pytorch", {}),
 ]
 
 
@@ -505,12 +510,14 @@ def stage_breakdown(clock: StageClock, total_seconds: float, frames: int) -> dic
 
 
 @contextlib.contextmanager
-def compiled_runners(backend: str):
-    """Every ModelRunner built meanwhile uses torch.compile (ModelRunner's optional fast path)."""
+def runner_options(**options):
+    """Every ModelRunner built meanwhile gets `options` (its optional fast paths that
+    EnhanceSettings has no field for, e.g. channels_last=True)."""
     original = ModelRunner.__init__
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("compile", backend)
+        for key, value in options.items():
+            kwargs.setdefault(key, value)
         original(self, *args, **kwargs)
 
     with patched(ModelRunner, "__init__", __init__):
@@ -522,14 +529,14 @@ def compiled_runners(backend: str):
 
 def run_enhance(clip: Path, output: Path, loaded: LoadedModel, settings: EnhanceSettings,
                 encoder: EncoderSettings, device: torch.device, clock: StageClock | None = None,
-                compile_backend: str | None = None) -> dict:
+                options: dict | None = None) -> dict:
     """One timed enhance() call."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with contextlib.ExitStack() as stack:
         hooks = stack.enter_context(instrumented(clock)) if clock is not None else {}
-        if compile_backend:
-            stack.enter_context(compiled_runners(compile_backend))
+        if options:
+            stack.enter_context(runner_options(**options))
         sync(device)
         started = time.perf_counter()
         result = enhance(clip, output, loaded, settings, encoder=encoder, overwrite=True, **hooks)
@@ -617,7 +624,8 @@ def variants(sizes: Sizes, device: torch.device, work: Path, budget: Budget, rep
     loaded = load_enhance_model(str(checkpoint))
     default_frames = decode_rgb(default_out, sizes.psnr_frames)
     variants = section.setdefault("variants", {})
-    for label, changes, codec, backend, use_compile in VARIANTS:
+    for label, changes, codec, backend, options in VARIANTS:
+        use_compile = bool(changes.get("compile"))
         if use_compile != compiled:
             continue
         need = 180 if use_compile else 45
@@ -634,19 +642,21 @@ def variants(sizes: Sizes, device: torch.device, work: Path, budget: Budget, rep
             network = loaded.network if backend == "pytorch" else load_checkpoint(checkpoint, backend)
             variant = LoadedModel(network, f"{label}", str(checkpoint))
             settings = replace(base, **changes)
+            if use_compile:  # EnhanceSettings.compile: True = inductor; smoke: 'eager' (no C++ build)
+                settings = replace(settings, compile=sizes.compile_backend)
             suffix = ".nut" if codec == "rawvideo" else ".mp4"
             encoder = EncoderSettings(codec=codec) if codec else EncoderSettings()
             output = work / f"{label}{suffix}"
-            compile_backend = sizes.compile_backend if use_compile else None
             if use_compile:  # compiling happens on the first windows: a warm-up run first, timed apart
                 started = time.perf_counter()
                 warm = run_enhance(warm_clip, work / f"{label}_warm{suffix}", variant, settings, encoder, device,
-                                   compile_backend=compile_backend)
+                                   options=options)
                 warm["wall_seconds"] = round(time.perf_counter() - started, 3)
-            row = run_enhance(clip, output, variant, settings, encoder, device, compile_backend=compile_backend)
+            row = run_enhance(clip, output, variant, settings, encoder, device, options=options)
             if use_compile:
                 row["compile_warmup"] = warm
-            row.update(dcn_backend=backend, codec=codec or "default", compiled=bool(use_compile))
+            row.update(dcn_backend=backend, codec=codec or "default", compiled=use_compile,
+                       compile_backend=settings.compile or None, channels_last=bool(options.get("channels_last")))
             row["frames_out"] = frames_in_file(output)
             row["psnr_vs_default_db"] = psnr_db(decode_rgb(output, sizes.psnr_frames), default_frames)
             variants[label] = row

@@ -16,7 +16,8 @@ Optional fast paths (each falls back to the plain path; none changes what the CP
 - `compile=True` (or a torch.compile backend name) runs the network through `torch.compile`;
   any failure of the compiled network other than running out of memory (no compiler, an
   unsupported op, a failed recompile for a new tile size) is told once through `notify`, and
-  the network runs uncompiled from then on. Off by default.
+  the network runs uncompiled from then on. Off by default. Shapes are static: each new input
+  size (tile sizes, transposed frames of the ensemble) is compiled once, when first seen.
 - `channels_last=True` runs the network's convolutions in NHWC: a copy of the network with its
   4-d weights in `torch.channels_last` (the caller's network is left as it is), and each frame
   of the windows handed to it in that layout (what cuDNN's tensor-core kernels read without
@@ -273,10 +274,15 @@ def _one_line(error: BaseException) -> str:
 
 
 def _compiled(model: nn.Module, compile: bool | str, notify: Callable[[str], None]) -> Callable | None:
-    """`torch.compile(model)` (compiling happens at the first call), or None where it cannot be."""
+    """`torch.compile(model)` (compiling happens at the first call), or None where it cannot be.
+
+    Static shapes (`dynamic=False`): a video has few input sizes (whole frames, or a few tile
+    sizes), each compiled once; dynamo's automatic dynamic shapes would recompile the second
+    size symbolically, which inductor cannot do for EDVR (torch 2.13: "ValueRangeError: Invalid
+    ranges"), so every later size would fall back."""
     backend = compile if isinstance(compile, str) else "inductor"
     try:
-        return torch.compile(model, backend=backend)
+        return torch.compile(model, backend=backend, dynamic=False)
     except Exception as error:  # noqa: BLE001 - e.g. a torch without dynamo, an unknown backend
         notify(f"torch.compile is not available ({_one_line(error)}); running the network uncompiled")
         return None

@@ -15,8 +15,15 @@ outcome and measured values (pytest's `record_property`) in its JSON. Thresholds
   below what whole frames need, restored afterwards) is retried with smaller tiles, and the
   frames written are exactly the frames in (a model that returns its centre frame).
 
+- Fast paths on the GPU: the planes' pinned, non-blocking upload (`FrameConverter.upload`)
+  gives exactly the CPU's codes, also when the caller overwrites its array right after the
+  call, and falls back to a plain copy when pinning fails; ModelRunner's pinned window upload,
+  torch.compile (inductor) and channels_last each within 1 code of the plain GPU path (TF32
+  off, so only the kernels' rounding differs).
+
 The unmarked tests at the end check the CPU side of the optional fast paths in
-`edvr_cli.inference` (torch.compile and its fallback); they run everywhere.
+`edvr_cli.inference` (torch.compile and its fallback); they run everywhere (more in
+tests/test_fast_paths.py).
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from torch import nn
 from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance, restore_stream
 from edvr_cli.image_io import list_image_files, read_image, write_png
 from edvr_cli.inference import ModelRunner
+from edvr_cli.video import FrameConverter
+from edvr_cli.video.frame import FrameFormat
+from edvr_cli.video.pixel_format import PlaneLayout
 from edvr_cli.model_choice import load_enhance_model
 from models import EDVR
 from tests.clips import make_clip
@@ -235,6 +245,69 @@ def test_pinned_upload_and_compile_on_the_gpu_match_the_plain_path(record_proper
     assert np.abs(plain.astype(int) - cpu).max() <= 1
     assert np.abs(compiled.astype(int) - plain).max() <= 1
     assert notes == [] and compiled_runner.compiled is not None, notes
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_channels_last_on_the_gpu_matches_the_default_layout(record_property):
+    windows = random_windows(2, 64, 96)
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        model = tiny_random_edvr()
+        plain = ModelRunner(model, "cuda")(windows)
+        runner = ModelRunner(model, "cuda", channels_last=True)
+        fast = runner(windows)
+        bf16 = ModelRunner(model, "cuda", precision="bf16", channels_last=True)(windows) \
+            if torch.cuda.is_bf16_supported() else None
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+    record_property("channels_last_max_code_diff", int(np.abs(fast.astype(int) - plain).max()))
+    assert runner.model.conv_first.weight.is_contiguous(memory_format=torch.channels_last)
+    assert np.abs(fast.astype(int) - plain).max() <= 1
+    if bf16 is not None:
+        record_property("bf16_channels_last_psnr_vs_fp32_db", round(psnr(bf16, plain), 3))
+        assert psnr(bf16, plain) >= LOW_PRECISION_DB
+
+
+def _planes(layout: PlaneLayout, width: int = 1280, height: int = 720, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return tuple(rng.integers(0, 2 ** layout.depth, shape).astype(layout.dtype)
+                 for shape in layout.plane_shapes(width, height))
+
+
+@pytest.mark.parametrize("layout", [PlaneLayout("yuv", 8, 2, 2), PlaneLayout("yuv", 10, 2, 2),
+                                    PlaneLayout("rgb", 16)], ids=str)
+@pytest.mark.cuda
+@needs_cuda
+def test_pinned_plane_upload_gives_the_cpu_codes(layout):
+    fmt = FrameFormat(layout, 1280, 720, "bt709", False)
+    planes = _planes(layout)
+    expected = [torch.from_numpy(plane.astype(np.float32)) for plane in planes]
+    converter = FrameConverter(fmt, "cuda")
+    mutable = tuple(plane.copy() for plane in planes)
+    codes = converter.upload(mutable)
+    for plane in mutable:  # reused by the caller at once: the copy already holds the values
+        plane[...] = 0
+    torch.cuda.synchronize()
+    assert all(c.device.type == "cuda" and c.dtype == torch.float32 for c in codes)
+    assert all(torch.equal(c.cpu(), e) for c, e in zip(codes, expected))
+    rgb_gpu = converter.to_rgb(planes).cpu()
+    rgb_cpu = FrameConverter(fmt, "cpu").to_rgb(planes)
+    assert float((rgb_gpu - rgb_cpu).abs().max()) <= 1e-4  # einsum and resize kernels of each device
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_plane_upload_falls_back_to_a_plain_copy_when_pinning_fails(monkeypatch):
+    def no_pinned_memory(self, *args, **kwargs):
+        raise RuntimeError("CUDA error: out of memory (cudaHostAlloc)")
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", no_pinned_memory)
+    layout = PlaneLayout("yuv", 8, 2, 2)
+    planes = _planes(layout, 64, 48)
+    codes = FrameConverter(FrameFormat(layout, 64, 48, "bt709", False), "cuda").upload(planes)
+    assert all(torch.equal(c.cpu(), torch.from_numpy(p.astype(np.float32))) for c, p in zip(codes, planes))
 
 
 def test_compile_on_the_cpu_matches_the_plain_runner():
