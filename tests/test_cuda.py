@@ -28,6 +28,7 @@ tests/test_fast_paths.py).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +221,17 @@ def tiny_random_edvr(scale: int = 4) -> EDVR:
     return model
 
 
+@contextlib.contextmanager
+def tf32_off():
+    """cuDNN without TF32 inside, so GPU results differ from fp32 only by the paths compared."""
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
 def random_windows(n: int = 2, height: int = 24, width: int = 32) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (n, 3, height, width, 3), dtype=np.uint8)
 
@@ -230,17 +242,13 @@ def test_pinned_upload_and_compile_on_the_gpu_match_the_plain_path(record_proper
     """ModelRunner's uint8 upload (pinned, non-blocking on CUDA) and torch.compile (inductor)
     give the plain path's output; TF32 off so only the fusion's rounding differs."""
     windows = random_windows(2, 64, 96)
-    before = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
+    with tf32_off():
         model = tiny_random_edvr()
         cpu = ModelRunner(model, "cpu")(windows)
         plain = ModelRunner(model, "cuda")(windows)
         notes = []
         compiled_runner = ModelRunner(model, "cuda", compile=True, notify=notes.append)
         compiled = compiled_runner(windows)
-    finally:
-        torch.backends.cudnn.allow_tf32 = before
     record_property("compile_notes", " | ".join(notes))
     assert np.abs(plain.astype(int) - cpu).max() <= 1
     assert np.abs(compiled.astype(int) - plain).max() <= 1
@@ -251,17 +259,13 @@ def test_pinned_upload_and_compile_on_the_gpu_match_the_plain_path(record_proper
 @needs_cuda
 def test_channels_last_on_the_gpu_matches_the_default_layout(record_property):
     windows = random_windows(2, 64, 96)
-    before = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
+    with tf32_off():
         model = tiny_random_edvr()
         plain = ModelRunner(model, "cuda")(windows)
         runner = ModelRunner(model, "cuda", channels_last=True)
         fast = runner(windows)
         bf16 = ModelRunner(model, "cuda", precision="bf16", channels_last=True)(windows) \
             if torch.cuda.is_bf16_supported() else None
-    finally:
-        torch.backends.cudnn.allow_tf32 = before
     record_property("channels_last_max_code_diff", int(np.abs(fast.astype(int) - plain).max()))
     assert runner.model.conv_first.weight.is_contiguous(memory_format=torch.channels_last)
     assert np.abs(fast.astype(int) - plain).max() <= 1
@@ -334,15 +338,10 @@ class CentreFrame(nn.Module):
 
 
 def test_a_failing_compile_falls_back_once_and_says_so(monkeypatch):
+    from tests.test_fast_paths import failing_compile
+
     calls = []
-
-    def broken_compile(model, **kwargs):
-        def compiled(x):
-            calls.append(tuple(x.shape))
-            raise RuntimeError("InductorError: no working C++ compiler\nmore lines")
-        return compiled
-
-    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(torch, "compile", failing_compile(calls, "InductorError: no working C++ compiler"))
     notes = []
     runner = ModelRunner(CentreFrame(), "cpu", compile=True, notify=notes.append)
     windows = random_windows()

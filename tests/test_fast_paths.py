@@ -235,16 +235,19 @@ def test_cli_compile_matches_the_uncompiled_output(media, uncompiled, tmp_path, 
     assert worst <= COMPILE_MAX_CODE_DIFF and value >= COMPILE_MIN_PSNR_DB
 
 
-def test_cli_compile_failure_falls_back_with_a_note(media, uncompiled, tmp_path, monkeypatch):
-    calls = []
-
+def failing_compile(calls: list, message: str):
+    """A stand-in for torch.compile whose compiled function records each input shape, then fails."""
     def broken_compile(model, **kwargs):
         def compiled(x):
             calls.append(tuple(x.shape))
-            raise RuntimeError("InductorError: CppCompileError: C++ compile error\nmore lines")
+            raise RuntimeError(f"{message}\nmore lines")
         return compiled
+    return broken_compile
 
-    monkeypatch.setattr(torch, "compile", broken_compile)
+
+def test_cli_compile_failure_falls_back_with_a_note(media, uncompiled, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "compile", failing_compile(calls, "InductorError: CppCompileError: C++ compile error"))
     output = tmp_path / "fallback.mkv"
     result = run_cli(media["clip"], "-o", output, "--model", media["x4"], "--device", "cpu", "--codec", "ffv1",
                      "--compile", "--segment-frames", "0")
