@@ -3,80 +3,22 @@
 from __future__ import annotations
 
 import json
-import re
 import shlex
-import sys
 from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 
 import click
 
+from edvr_cli.commands.enhance_options import FrameRate, check_crf
+from edvr_cli.commands.enhance_report import ProgressReporter, report_many, summary
 from edvr_cli.commands.messages import one_line
 
 from edvr_cli.commands.interrupts import Interrupted, interrupted_message, signum_of, stop_on_signals
 from edvr_cli.enhance.segments import DEFAULT_SEGMENT_FRAMES
 from edvr_cli.windows import DEFAULT_PADDING, PADDING_MODES, WINDOW_SIZES
 
-MAX_FPS = 1000
 DEFAULT_FOLDER_FPS = "25"
-
-
-class FrameRate(click.ParamType):
-    """A frame rate as an integer, decimal or fraction: 25, 29.97, 24000/1001 (above 0, at most 1000)."""
-
-    name = "FPS"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, Fraction):
-            return value
-        try:
-            rate = Fraction(str(value).strip())
-        except (ValueError, ZeroDivisionError):
-            self.fail(f"{value!r} is not a frame rate (e.g. 25, 29.97, 24000/1001)", param, ctx)
-        if not 0 < rate <= MAX_FPS:
-            self.fail(f"the frame rate must be above 0 and at most {MAX_FPS}, got {value}", param, ctx)
-        if rate.denominator > 1_000_000:
-            self.fail(f"{value} has too many decimals for a frame rate; write it as a fraction, "
-                      f"e.g. 30000/1001", param, ctx)
-        return rate
-
-
-# The quality scale of encoders whose ffmpeg option range says nothing (x264/x265: "-1 to FLT_MAX").
-CRF_RANGES = {"libx264": (0, 51), "libx264rgb": (0, 51), "libx265": (0, 51)}
-_CRF_OPTION = re.compile(r"^\s+-crf\s+<(\w+)>.*\(from (\S+) to (\S+)\)", re.MULTILINE)
-
-
-def crf_range(codec: str) -> tuple[str, float, float | None] | None:
-    """(value type "int"/"float", lowest, highest or None) of the encoder's -crf; None if it has none."""
-    from edvr_cli.video.encoders import encoder_help
-
-    match = _CRF_OPTION.search(encoder_help(codec))
-    if match is None:
-        return None
-    kind, low, high = match.groups()
-    if codec in CRF_RANGES:
-        return (kind, *CRF_RANGES[codec])
-    return kind, max(0.0, _number(low) or 0.0), _number(high)  # ffmpeg's -1 means "not set"
-
-
-def _number(text: str) -> float | None:
-    return float(text) if re.fullmatch(r"-?\d+(\.\d+)?", text) else None  # not FLT_MAX / INT_MAX
-
-
-def check_crf(crf: float, codec: str) -> None:
-    """Raise click.BadParameter unless `crf` is within what `codec` takes."""
-    scale = crf_range(codec)
-    if scale is None:
-        raise click.BadParameter(f"{codec} has no constant rate factor; omit --crf (a quality option of its "
-                                 f"own goes in --encoder-arg)", param_hint="'--crf'")
-    kind, low, high = scale
-    if kind == "int" and crf != int(crf):
-        raise click.BadParameter(f"{codec} takes a whole number, got {crf:g}", param_hint="'--crf'")
-    if crf < low or (high is not None and crf > high):
-        where = f"{low:g} to {high:g}" if high is not None else f"{low:g} or more"
-        raise click.BadParameter(f"{crf:g} is outside {codec}'s range, {where} (lower = better quality, "
-                                 f"bigger file)", param_hint="'--crf'")
 
 
 @click.command(name="enhance", short_help="Restore or upscale a video (or a folder of frames) with EDVR.")
@@ -124,7 +66,7 @@ def check_crf(crf: float, codec: str) -> None:
                    "(and the first of each new tile size) are slow while it compiles, a minute or more; "
                    "the results then match the uncompiled network's up to float rounding. If compiling "
                    "fails (no C++ compiler, an unsupported operation) a note says so and the network runs "
-                   "uncompiled. Not yet used by --ray workers.")
+                   "uncompiled.")
 @click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="How much of the network's correction to apply: 1 = all of it, 0.5 = half way "
                    "between the input and the restoration, 0 = none. Lower it if the result looks "
@@ -231,43 +173,18 @@ def command(inputs: tuple[str, ...], output_path: str, model: str | None, weight
                 raise
             raise click.ClickException(one_line(error)) from None
     if isinstance(results, list):
-        _report_many(results, as_json, quiet)
+        report_many(results, as_json, quiet)
     elif as_json:
         click.echo(json.dumps(asdict(results), indent=2))
     elif not quiet:
-        click.echo(_summary(results))
-
-
-def _summary(result) -> str:
-    return (f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) "
-            f"-> {result.output} ({result.width}x{result.height}, {result.video_fps} fps, "
-            f"{result.pix_fmt}, {result.device}, {result.precision}"
-            + (f"; {_describe_encoder(result.encoder)}" if result.encoder else "") + ")")
-
-
-def _report_many(outcomes, as_json: bool, quiet: bool) -> None:
-    """A table (or JSON list) of every input's result; exit status 1 if any failed."""
-    if as_json:
-        click.echo(json.dumps([{"input": item.input, "output": item.output, "ok": item.error is None,
-                                "error": item.error, "result": asdict(item.result) if item.result else None}
-                               for item in outcomes], indent=2))
-    elif not quiet:
-        width = max(len(item.input) for item in outcomes)
-        for item in outcomes:
-            status = (f"ok      {item.result.frames} frames, {item.result.seconds:.1f} s -> {item.output}"
-                      if item.error is None else f"FAILED  {item.error}")
-            click.echo(f"{item.input:<{width}}  {status}")
-    failed = [item for item in outcomes if item.error is not None]
-    if failed:
-        click.echo(f"Error: {len(failed)} of {len(outcomes)} inputs failed", err=True)
-        raise SystemExit(1)
+        click.echo(summary(results))
 
 
 def _run(inputs, output_path, model, weights, cache_dir, window, padding, tile, tile_overlap, batch, device,
          precision, ensemble, strength, codec, crf, preset, pix_fmt, encoder_args, folder_fps, deinterlace,
          segment_frames, ray_address, workers, overwrite, quiet, compile_network=False):
     """Check what Click cannot check alone, then run `enhance` on one input or `enhance_many`."""
-    from edvr_cli.enhance import EncoderSettings, EnhanceSettings
+    from edvr_cli.enhance import EnhanceSettings
     from edvr_cli.model_choice import load_enhance_model
 
     paths = _input_paths(inputs)
@@ -310,19 +227,19 @@ def _dispatch(paths, output_path, many, load, settings, encoder, overwrite, quie
         if not is_folder_output(output_path) and not Path(output_path).is_dir():
             raise click.BadParameter(f"with several inputs, -o names the folder that receives them; "
                                      f"{output_path} looks like a file (end it with /)", param_hint="'-o'")
-        shared = _ProgressReporter(quiet, shared=True)
+        shared = ProgressReporter(quiet, shared=True)
         try:
             return enhance_many(paths, Path(output_path), load, settings, encoder, overwrite,
-                                lambda path: shared if pool is not None else _ProgressReporter(quiet), pool)
+                                lambda path: shared if pool is not None else ProgressReporter(quiet), pool)
         finally:
             shared.finish()
     if pool is not None:
-        reporter = _ProgressReporter(quiet, shared=True)
+        reporter = ProgressReporter(quiet, shared=True)
         try:
             return enhance_on_pool(paths[0], output_path, load, settings, encoder, overwrite, reporter, pool)
         finally:
             reporter.finish()
-    return enhance(paths[0], output_path, load, settings, encoder, overwrite, _ProgressReporter(quiet))
+    return enhance(paths[0], output_path, load, settings, encoder, overwrite, ProgressReporter(quiet))
 
 
 def _input_paths(inputs: tuple[str, ...]) -> list[Path]:
@@ -365,56 +282,3 @@ def _reported_in_one_line(error: Exception) -> bool:
 
     # ModelChoiceError and OnnxModelError are issue 19's files: named here until they derive from EdvrError.
     return isinstance(error, (EdvrError, ModelChoiceError, OnnxModelError, OSError, click.ClickException))
-
-
-def _describe_encoder(encoder: dict) -> str:
-    parts = [encoder["codec"]]
-    if encoder.get("crf") is not None:
-        parts.append(f"crf {encoder['crf']:g}")
-    if encoder.get("preset"):
-        parts.append(f"preset {encoder['preset']}")
-    return " ".join(parts) + f" {encoder['pix_fmt']}"
-
-
-class _ProgressReporter:
-    """tqdm progress (frames, fps, ETA) on stderr; notes printed above the bar.
-
-    `shared`: one bar for several inputs run side by side (Ray): each start() adds to its total,
-    and only finish() closes it."""
-
-    def __init__(self, quiet: bool, shared: bool = False):
-        self.quiet = quiet
-        self.shared = shared
-        self.bar = None
-
-    def start(self, num_frames: int | None) -> None:
-        from tqdm import tqdm
-
-        if self.shared and self.bar is not None:
-            self.bar.total = (self.bar.total or 0) + (num_frames or 0)
-            self.bar.refresh()
-            return
-        self.bar = tqdm(total=num_frames, unit="frame", desc="enhancing", disable=self.quiet,
-                        file=sys.stderr, dynamic_ncols=True)
-
-    def advance(self) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def resumed(self, num_frames: int) -> None:
-        if self.bar is not None:
-            self.bar.update(num_frames)
-
-    def note(self, message: str) -> None:
-        from tqdm import tqdm
-
-        tqdm.write(f"note: {message}", file=sys.stderr)
-
-    def close(self) -> None:
-        if not self.shared:
-            self.finish()
-
-    def finish(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None

@@ -83,10 +83,12 @@ class SegmentActor:
         from edvr_cli.inference import ModelRunner, choose_device
 
         settings = task.settings
-        key = (settings.device, settings.precision, settings.tile, settings.tile_overlap, settings.ensemble)
-        if key not in self.runners:
+        key = (settings.device, settings.precision, settings.tile, settings.tile_overlap, settings.ensemble,
+               settings.compile)
+        if key not in self.runners:  # built once per actor: a compiled network stays compiled
             self.runners[key] = ModelRunner(self.network, choose_device(settings.device), settings.precision,
-                                            settings.tile, settings.tile_overlap, settings.ensemble)
+                                            settings.tile, settings.tile_overlap, settings.ensemble,
+                                            compile=settings.compile)
         planes = FramePlanes(self.runners[key], source.format, task.output.format, settings.strength)
         return planes, lambda windows: planes.restore(windows).frames
 
