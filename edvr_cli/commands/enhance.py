@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shlex
-from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 
 import click
 
 from edvr_cli.commands.enhance_options import FrameRate, check_crf
-from edvr_cli.commands.enhance_report import ProgressReporter, report_many, summary
+from edvr_cli.commands.enhance_report import ProgressReporter, report
 from edvr_cli.commands.messages import one_line
 
 from edvr_cli.commands.interrupts import Interrupted, interrupted_message, signum_of, stop_on_signals
@@ -172,12 +170,7 @@ def command(inputs: tuple[str, ...], output_path: str, model: str | None, weight
             if isinstance(error, click.ClickException):
                 raise
             raise click.ClickException(one_line(error)) from None
-    if isinstance(results, list):
-        report_many(results, as_json, quiet)
-    elif as_json:
-        click.echo(json.dumps(asdict(results), indent=2))
-    elif not quiet:
-        click.echo(summary(results))
+    report(results, as_json, quiet)
 
 
 def _run(inputs, output_path, model, weights, cache_dir, window, padding, tile, tile_overlap, batch, device,

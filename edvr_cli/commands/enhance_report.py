@@ -9,6 +9,16 @@ from dataclasses import asdict
 import click
 
 
+def report(results, as_json: bool, quiet: bool) -> None:
+    """One input's summary line (or JSON), or the table (or JSON list) of many."""
+    if isinstance(results, list):
+        report_many(results, as_json, quiet)
+    elif as_json:
+        click.echo(json.dumps(asdict(results), indent=2))
+    elif not quiet:
+        click.echo(summary(results))
+
+
 def summary(result) -> str:
     return (f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) "
             f"-> {result.output} ({result.width}x{result.height}, {result.video_fps} fps, "
