@@ -7,7 +7,8 @@
 2. Resume: a run SIGKILLed after about half its segments, then rerun: the rerun's seconds
    against an uninterrupted run's.
 3. Ray workers: the same job with --ray local --workers 1 and 2 (builtin-qe), frames per second.
-Each run's peak RSS (the CLI process, and Ray workers are separate processes) is recorded.
+4. Peak RSS of each Ray worker process against a plain run's (builtin-qe, 320x180).
+Each CLI run's peak RSS is recorded too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch  # noqa: E402
 
 from benchmarks.machine import cpu_name  # noqa: E402
 from models import EDVR, save_model  # noqa: E402
+from edvr_cli.video import EncoderSettings  # noqa: E402
 from tests.clips import make_clip  # noqa: E402
 
 
@@ -101,6 +103,36 @@ def ray_workers(folder: Path) -> dict:
             "note": "seconds include starting Ray (about 5 s) and each actor's torch import", "runs": rows}
 
 
+def ray_worker_memory(folder: Path) -> dict:
+    """Peak RSS of each Ray worker after restoring a 320x180 clip (builtin-qe), against a plain
+    in-process run of the same clip."""
+    import resource
+
+    import ray
+
+    from edvr_cli.enhance import EnhanceSettings, Reporter, enhance
+    from edvr_cli.enhance.many import enhance_on_pool
+    from edvr_cli.enhance.ray_pool import RayPool
+    from edvr_cli.model_choice import load_enhance_model
+
+    clip = make_clip(folder / "hd.mkv", width=320, height=180, num_frames=24, pix_fmt="yuv420p")
+    settings = EnhanceSettings(segment_frames=6)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    enhance(clip, folder / "hd_plain.mkv", load_enhance_model("builtin-qe"), settings)
+    plain = round(max(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        pool = RayPool("local", 2, load_enhance_model("builtin-qe").network)
+        enhance_on_pool(clip, folder / "hd_ray.mkv", load_enhance_model("builtin-qe"), settings,
+                        EncoderSettings(), False, Reporter(), pool)
+        workers = pool.peak_rss_mib()
+        pool.close()
+    finally:
+        ray.shutdown()
+    return {"clip": "testsrc2 320x180, 24 frames, 4 segments of 6", "model": "builtin-qe",
+            "plain_process_peak_rss_mib": plain, "ray_worker_peak_rss_mib": workers}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -109,7 +141,8 @@ def main() -> None:
     try:
         model = tiny_model(folder)
         results = {"machine": f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}", "segment_cost": segment_cost(folder, model),
-                   "resume": resume(folder, model), "ray_workers": ray_workers(folder)}
+                   "resume": resume(folder, model), "ray_workers": ray_workers(folder),
+                   "ray_worker_memory": ray_worker_memory(folder)}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

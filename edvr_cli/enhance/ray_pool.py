@@ -79,6 +79,12 @@ class SegmentActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def peak_rss_mib(self) -> float:
+        """This worker process's peak resident memory (for benchmarks)."""
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
     def _planes(self, task: SegmentTask, source) -> tuple[FramePlanes, Callable]:
         from edvr_cli.inference import ModelRunner, choose_device
 
@@ -159,6 +165,9 @@ class RayPool:
 
     def pids(self) -> list[int]:
         return self.ray.get([actor.pid.remote() for actor in self.actors])
+
+    def peak_rss_mib(self) -> list[float]:
+        return self.ray.get([actor.peak_rss_mib.remote() for actor in self.actors])
 
     def run(self, tasks: list[SegmentTask], finished: Callable[..., None]) -> None:
         """Restore every task; `finished(job id, segment index, files, start)` as each one completes."""
