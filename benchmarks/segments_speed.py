@@ -71,6 +71,19 @@ def segment_cost(folder: Path, model: Path) -> dict:
             "seconds_per_extra_segment": per_segment}
 
 
+def default_size(folder: Path, model: Path) -> dict:
+    """One pass against the default segment size on a clip of 2500 frames (3 segments)."""
+    from edvr_cli.enhance.segments import DEFAULT_SEGMENT_FRAMES
+
+    clip = make_clip(folder / "default.mkv", width=64, height=48, num_frames=2500, audio=True, pix_fmt="yuv420p")
+    base = [str(clip), "--model", str(model), "--overwrite"]
+    single, _ = timed(cli(*base, "-o", str(folder / "default0.mkv"), "--segment-frames", "0"))
+    segmented, _ = timed(cli(*base, "-o", str(folder / "default1.mkv")))
+    return {"clip": "testsrc2 64x48, 2500 frames, x265 crf 8 output", "model": "tiny EDVR",
+            "segment_frames": DEFAULT_SEGMENT_FRAMES, "single_pass_seconds": single, "segmented_seconds": segmented,
+            "overhead_percent": round(100 * (segmented - single) / single, 2)}
+
+
 def resume(folder: Path, model: Path) -> dict:
     clip = make_clip(folder / "res.mkv", width=128, height=96, num_frames=400, pix_fmt="yuv420p")
     output = folder / "res_out.mkv"
@@ -141,6 +154,7 @@ def main() -> None:
     try:
         model = tiny_model(folder)
         results = {"machine": f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}", "segment_cost": segment_cost(folder, model),
+                   "default_size": default_size(folder, model),
                    "resume": resume(folder, model), "ray_workers": ray_workers(folder),
                    "ray_worker_memory": ray_worker_memory(folder)}
     finally:

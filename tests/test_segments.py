@@ -174,6 +174,17 @@ def test_several_inputs_each_as_its_own_run_and_a_broken_one_does_not_stop_the_o
 
 # ---------------------------------------------------------------------------------- Ray
 
+def test_the_cli_with_ray_local_and_two_workers_gives_the_single_pass(clip, model_file, single_pass, tmp_path):
+    pytest.importorskip("ray")
+    output = tmp_path / "ray.mkv"
+    done = subprocess.run(_edvr(str(clip), "-o", str(output), "--model", str(model_file), "--codec", "ffv1",
+                                "--segment-frames", "6", "--ray", "local", "--workers", "2", "--json"),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["segments"] == 4
+    assert frames_of(output) == single_pass
+
+
 @pytest.fixture(scope="module")
 def ray_pool(model_file):
     ray = pytest.importorskip("ray")
