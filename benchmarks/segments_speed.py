@@ -153,7 +153,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="edvr-segments-bench-"))
     try:
         model = tiny_model(folder)
-        results = {"machine": f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}", "segment_cost": segment_cost(folder, model),
+        results = {"machine": f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}",
+                   "segment_cost": segment_cost(folder, model),
                    "default_size": default_size(folder, model),
                    "resume": resume(folder, model), "ray_workers": ray_workers(folder),
                    "ray_worker_memory": ray_worker_memory(folder)}
