@@ -1,9 +1,10 @@
 """Training data: clips found on disk, random patches drawn from them, and validation clips.
 
 A clip pairs ground-truth frames with input frames of the same count, the input `scale` times
-smaller. Two kinds:
+smaller. Three kinds:
 - cached: made once by `degrade.prepare_clip` (any --degrade, or paired videos), memory-mapped;
-- paired folders (--lq and --gt of frame folders, REDS/LDV layout): images read on demand.
+- paired folders (--lq and --gt of frame folders, REDS/LDV layout): images read on demand;
+- packed (--gt of a training pack, `packed.py`): both sides decoded into memory.
 
 Sampling is keyed, not sequential: sample number k of rank r draws everything (clip, frames,
 stride, crop, flips) from `np.random.default_rng((seed, r, k))`. So a batch depends only on its
@@ -111,6 +112,9 @@ def load_clips(config: TrainConfig, cache_root: Path, show_progress: bool = True
     """Find, pair or degrade (once, cached) every clip, and split off the validation clips."""
     if not config.gt:
         raise ConfigError("give the ground truth with --gt (clip folders, videos, or a folder of them)")
+    from edvr_cli.train.packed import is_pack, load_pack_clips
+    if is_pack(config.gt):  # a training pack: pairs made elsewhere, decoded into memory
+        return load_pack_clips(config, show_progress)
     if config.lq and config.degrade:
         raise ConfigError("give either --lq (paired data) or --degrade (input made from --gt), not both")
     gt_clips = find_clips(config.gt, "--gt")
