@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import lzma
 import os
 import shutil
-import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -44,18 +42,13 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from models.errors import EdvrError
+from edvr_cli.train.pack_codec import CODECS, SUFFIX, PackError, decode_frames, encode_frames, opencv_available
 
 PACK_FORMAT = "edvr-train-pack"
 PACK_VERSION = 1
 MANIFEST = "manifest.json"
-CODECS = ("h264", "xz")
 SPLITS = ("train", "selection")
-_SUFFIX = {"h264": ".mkv", "xz": ".i420.xz"}
-
-
-class PackError(EdvrError, ValueError):
-    """A pack that cannot be written, found, decoded or trusted; the message names the clip."""
+_SUFFIX = SUFFIX
 
 
 # --- planes <-> one gray image ------------------------------------------------------------------
@@ -115,98 +108,6 @@ def planes_to_rgb(frames: np.ndarray, fmt) -> np.ndarray:
     for idx, frame in enumerate(frames):
         rgb = converter.to_rgb(unpack_i420(frame, fmt.height, fmt.width))
         out[idx] = colour.to_codes(rgb.clamp(0, 1), 8, True, False).permute(1, 2, 0).numpy().astype(np.uint8)
-    return out
-
-
-# --- one stream of packed frames in / out -------------------------------------------------------
-
-def encode_frames(frames: np.ndarray, path: Path, codec: str) -> int:
-    """Write (t, H, W) uint8 gray frames losslessly; returns the file's size in bytes."""
-    path = Path(path)
-    frames = np.ascontiguousarray(frames, dtype=np.uint8)
-    partial = path.with_name(path.name + ".partial")
-    if codec == "xz":
-        partial.write_bytes(lzma.compress(frames.tobytes(), preset=9))
-    elif codec == "h264":
-        from edvr_cli.video import ffmpeg_exe
-
-        count, height, width = frames.shape
-        # -qp 0: lossless (x264 picks High 4:4:4 Predictive); gray: one plane, no colour conversion.
-        command = [ffmpeg_exe(), "-hide_banner", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gray",
-                   "-s", f"{width}x{height}", "-r", "25", "-i", "-", "-c:v", "libx264", "-qp", "0",
-                   "-preset", "veryslow", "-pix_fmt", "gray", "-threads", "2", "-f", "matroska", str(partial)]
-        result = subprocess.run(command, input=frames.tobytes(), capture_output=True)
-        if result.returncode:
-            raise PackError(f"{path.name}: x264 failed: {result.stderr.decode(errors='replace').strip()[-300:]}")
-    else:
-        raise PackError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
-    os.replace(partial, path)
-    return path.stat().st_size
-
-
-def opencv_available() -> bool:
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def decode_frames(path: Path, codec: str, count: int, height: int, width: int, decoder: str = "auto") -> np.ndarray:
-    """(count, height, width) uint8 gray frames of a stream `encode_frames` wrote.
-
-    decoder (codec "h264"): "cv2" (OpenCV), "ffmpeg" (the project's reader) or "auto" (OpenCV when
-    it imports, else ffmpeg)."""
-    path = Path(path)
-    if codec == "xz":
-        data = np.frombuffer(bytearray(lzma.decompress(path.read_bytes())), np.uint8)  # writable
-        if data.size != count * height * width:
-            raise PackError(f"{path.name}: {data.size} bytes, expected {count} frames of {width}x{height}")
-        return data.reshape(count, height, width)
-    if codec != "h264":
-        raise PackError(f"unknown codec {codec!r}")
-    if decoder == "auto":
-        decoder = "cv2" if opencv_available() else "ffmpeg"
-    out = np.empty((count, height, width), np.uint8)
-    got = 0
-    if decoder == "cv2":
-        import cv2
-
-        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-        if not capture.isOpened():
-            raise PackError(f"{path}: OpenCV cannot open it")
-        try:
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                if got == count:
-                    raise PackError(f"{path.name}: more than {count} frames")
-                plane = frame[..., 0] if frame.ndim == 3 else frame  # gray -> B = G = R
-                if plane.shape != (height, width):
-                    raise PackError(f"{path.name}: frame {got} is {plane.shape}, expected {(height, width)}")
-                out[got] = plane
-                got += 1
-        finally:
-            capture.release()
-    elif decoder == "ffmpeg":
-        from edvr_cli.video.reader import FrameReader
-
-        reader = FrameReader(path)
-        try:
-            for frame in reader:
-                if got == count:
-                    raise PackError(f"{path.name}: more than {count} frames")
-                if frame.planes[0].shape != (height, width):
-                    raise PackError(f"{path.name}: frame {got} is {frame.planes[0].shape}")
-                out[got] = frame.planes[0]
-                got += 1
-        finally:
-            reader.close()
-    else:
-        raise PackError(f"unknown decoder {decoder!r}; choose cv2, ffmpeg or auto")
-    if got != count:
-        raise PackError(f"{path.name}: {got} frames decoded, the manifest says {count}")
     return out
 
 
