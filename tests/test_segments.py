@@ -338,3 +338,15 @@ def test_a_video_too_long_for_the_probes_scan_is_counted_before_it_is_cut(clip, 
     result = run(clip, tmp_path / "out.mkv", model_file, segment_frames=5)
     assert result.segments == 5 and result.frames == 23
     assert frames_of(tmp_path / "out.mkv") == single_pass
+
+
+def test_an_error_while_a_segment_is_written_names_the_output_not_the_work_folder(tmp_path):
+    from types import SimpleNamespace
+
+    from edvr_cli.enhance.job import explain_failure
+    from edvr_cli.video import VideoError
+
+    work = SimpleNamespace(path=tmp_path / ".out.mkv.edvr-work")
+    job = SimpleNamespace(staging=None, work=work, target=tmp_path / "out.mkv", settings=None)
+    error = VideoError(f"file:{work.path}/seg-00003.partial.mkv: encoding failed: no space left on device", "")
+    assert str(explain_failure(job, error)) == f"{tmp_path / 'out.mkv'}: encoding failed: no space left on device"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -259,6 +260,9 @@ def explain_failure(job: Job, error: BaseException) -> BaseException:
         return EnhanceError(f"{job.loaded.path}: {error}: its weights are broken{hint}; nothing was written")
     if isinstance(error, (VideoError, OSError)) and job.staging is not None:
         return naming_output(error, job.staging, job.target)
+    if isinstance(error, VideoError) and job.work is not None:  # a segment being written
+        hidden = re.compile(r"(?:file:)?" + re.escape(os.fspath(job.work.path)) + r"/seg-\d+\.partial[^\s:]*")
+        return VideoError(hidden.sub(os.fspath(job.target), str(error)), error.stderr)
     return error
 
 
