@@ -1,9 +1,13 @@
 """`edvr enhance` as a library (the Click command is edvr_cli/commands/enhance.py).
 
-- pipeline.py: `enhance()`, its settings and result.
+- pipeline.py: `enhance()`, its settings and result; job.py: the steps it is made of (start,
+  single pass or segments, finish), which many.py reuses.
 - sources.py: the opened input, the output's frame format and timing, the writer.
 - planes.py: frames to the network's RGB on the device and its outputs back to planes.
 - stream.py: temporal windows over the frame stream and the in-order restore loop.
+- segments.py (the plan), segment_worker.py (restores segments), workfolder.py (finished
+  segments kept for resume): long videos in resumable segments, joined by video/join.py.
+- many.py: several inputs into a folder; ray_pool.py: segments on a Ray cluster's workers.
 """
 
 from edvr_cli.enhance.pipeline import EnhanceResult, EnhanceSettings, Reporter, enhance
