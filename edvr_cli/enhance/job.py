@@ -204,13 +204,18 @@ def segment_output(job: Job) -> SegmentOutput:
     return SegmentOutput(job.out_format, job.encoder, job.folder_output, job.settings.deinterlace)
 
 
+def start_progress(job: Job, reporter) -> None:
+    """The progress bar's total, with the frames of reused segments already counted."""
+    reporter.start(job.source.num_frames)
+    resumed = getattr(reporter, "resumed", None)  # a Reporter of an older interface has none
+    if resumed is not None and job.reused:
+        resumed(sum(segment.num_frames for segment in job.segments if job.work.is_done(segment.index)))
+
+
 def run_segments(job: Job, todo: list[Segment], reporter) -> None:
     """Restore `todo` in one pass over the decoded frames, committing each segment as it ends."""
     settings = job.settings
-    reporter.start(job.source.num_frames)
-    resumed = getattr(reporter, "resumed", None)
-    if resumed is not None and job.reused:
-        resumed(sum(segment.num_frames for segment in job.segments if job.work.is_done(segment.index)))
+    start_progress(job, reporter)
     finished = restore_segments(job.source, job.planes, job.run_batch, Timing(job.source), todo,
                                 job.source.num_frames, job.window, settings.padding, settings.batch,
                                 segment_output(job), lambda segment: job.work.partial_path(segment.index),

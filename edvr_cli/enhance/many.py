@@ -17,7 +17,7 @@ from typing import Callable
 
 from edvr_cli.clip_layout import VIDEO_SUFFIXES
 from edvr_cli.enhance.job import (Job, close_job, count_frames_exactly, explain_failure, finish_job, plan_job,
-                                  segment_output, start_job)
+                                  segment_output, start_job, start_progress)
 from edvr_cli.enhance.pipeline import EnhanceResult, EnhanceSettings, Reporter, enhance, job_result, note_source
 from edvr_cli.enhance.ray_pool import RayPool, SegmentTask, frame_clock
 from edvr_cli.enhance.stream import EnhanceError
@@ -155,10 +155,7 @@ def _prepare(path, output, load, settings, encoder, overwrite, reporter, segment
         todo = plan_job(job)
         job.clock = frame_clock(job)
         job.source.close()  # the actors decode; the driver only joins
-        reporter.start(job.source.num_frames)
-        resumed = getattr(reporter, "resumed", None)
-        if resumed is not None and job.reused:
-            resumed(sum(s.num_frames for s in job.segments if job.work.is_done(s.index)))
+        start_progress(job, reporter)
         return job, todo
     except BaseException:
         close_job(job)
