@@ -218,13 +218,13 @@ def test_a_ray_worker_killed_mid_job_has_its_segment_redone(clip, model_file, si
     run_tasks = ray_pool.run
     killed = []
 
-    def run_and_kill(tasks, finished):
+    def run_and_kill(tasks, finished, failed=None):
         def finished_then_kill(*args):
             finished(*args)
             if not killed:  # one worker dies while the others' segments are in flight
                 os.kill(pids[0], signal.SIGKILL)
                 killed.append(pids[0])
-        return run_tasks(tasks, finished_then_kill)
+        return run_tasks(tasks, finished_then_kill, failed)
 
     ray_pool.run = run_and_kill
     try:
@@ -350,3 +350,29 @@ def test_an_error_while_a_segment_is_written_names_the_output_not_the_work_folde
     job = SimpleNamespace(staging=None, work=work, target=tmp_path / "out.mkv", settings=None)
     error = VideoError(f"file:{work.path}/seg-00003.partial.mkv: encoding failed: no space left on device", "")
     assert str(explain_failure(job, error)) == f"{tmp_path / 'out.mkv'}: encoding failed: no space left on device"
+
+
+def test_on_ray_an_input_that_fails_in_a_worker_is_reported_and_the_others_are_written(
+        clip, model_file, single_pass, ray_pool, tmp_path):
+    import shutil
+
+    from edvr_cli.enhance.many import enhance_many
+
+    doomed = tmp_path / "doomed.mkv"
+    shutil.copy(clip, doomed)
+    run_tasks = ray_pool.run
+
+    def delete_then_run(tasks, finished, failed):
+        doomed.unlink()  # probed and planned by the driver; gone when the workers open it
+        return run_tasks(tasks, finished, failed)
+
+    ray_pool.run = delete_then_run
+    try:
+        outcomes = enhance_many([doomed, clip], tmp_path / "out", load_enhance_model(str(model_file)),
+                                EnhanceSettings(segment_frames=6), FFV1, pool=ray_pool)
+    finally:
+        ray_pool.run = run_tasks
+    assert [outcome.error is None for outcome in outcomes] == [False, True]
+    assert "doomed.mkv" in outcomes[0].error and "\n" not in outcomes[0].error
+    assert frames_of(tmp_path / "out" / "in.mkv") == single_pass
+    assert not (tmp_path / "out" / "doomed.mkv").exists()

@@ -125,7 +125,9 @@ def _on_pool(inputs, outputs, load, settings, encoder, overwrite, reporter, pool
             _finish(jobs.pop(job_id), outcomes[job_id], raise_errors)
 
         def finished(job_id: int, index: int, files: dict[str, bytes], start) -> None:
-            job = jobs[job_id]
+            job = jobs.get(job_id)
+            if job is None:  # that input already failed
+                return
             _store(job, index, files, start)
             for _ in range(job.segments[index].num_frames):
                 reporters[job_id].advance()
@@ -133,7 +135,17 @@ def _on_pool(inputs, outputs, load, settings, encoder, overwrite, reporter, pool
             if pending[job_id] == 0:
                 _finish(jobs.pop(job_id), outcomes[job_id], raise_errors)
 
-        pool.run(tasks, finished)
+        def failed(job_id: int, error: Exception) -> None:
+            job = jobs.pop(job_id, None)
+            if job is None:
+                return
+            explained = explain_failure(job, error)
+            close_job(job)  # the claim goes; finished segments stay in the work folder for a rerun
+            if raise_errors:
+                raise explained
+            outcomes[job_id].error = _one_line(explained)
+
+        pool.run(tasks, finished, failed)
     finally:
         for job in jobs.values():
             close_job(job)

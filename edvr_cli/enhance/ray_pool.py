@@ -127,6 +127,16 @@ class SegmentActor:
         raise EnhanceError(f"segment {task.segment.index} of {task.input_path} produced nothing")
 
 
+def _user_error(error) -> Exception:
+    """What a failed task should tell the user: the actor's own one-line error, or a summary."""
+    from models.errors import EdvrError
+
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, (EdvrError, OSError)):
+        return cause
+    return EnhanceError(f"a Ray worker failed: {str(error).splitlines()[0]}")
+
+
 def import_ray():
     try:
         import ray
@@ -169,25 +179,38 @@ class RayPool:
     def peak_rss_mib(self) -> list[float]:
         return self.ray.get([actor.peak_rss_mib.remote() for actor in self.actors])
 
-    def run(self, tasks: list[SegmentTask], finished: Callable[..., None]) -> None:
-        """Restore every task; `finished(job id, segment index, files, start)` as each one completes."""
+    def run(self, tasks: list[SegmentTask], finished: Callable[..., None],
+            failed: Callable[[int, Exception], None] | None = None) -> None:
+        """Restore every task; `finished(job id, segment index, files, start)` as each one completes.
+
+        A task that raises (a bad input found while decoding, a bug) raises here, or with `failed`
+        calls `failed(job id, error)` once, drops that job's other tasks and goes on with the rest.
+        """
         ray = self.ray
         queue = list(reversed(tasks))
-        running = {}
-        for actor in self.actors:
+        running: dict = {}
+
+        def submit(actor) -> None:
             if queue:
-                running[actor.restore.remote(queue.pop())] = actor
+                task = queue.pop()
+                running[actor.restore.remote(task)] = (actor, task)
+
+        for actor in self.actors:
+            submit(actor)
         while running:
             done, _ = ray.wait(list(running), num_returns=1)
-            actor = running.pop(done[0])
+            actor, task = running.pop(done[0])
             try:
                 job_id, index, files, start = ray.get(done[0])
             except ray.exceptions.RayTaskError as error:
-                cause = error.as_instanceof_cause()
-                raise cause if isinstance(cause, Exception) and not isinstance(cause, ray.exceptions.RayError) \
-                    else EnhanceError(f"a Ray worker failed: {str(error).splitlines()[0]}") from None
-            if queue:
-                running[actor.restore.remote(queue.pop())] = actor
+                problem = _user_error(error)
+                if failed is None:
+                    raise problem from None
+                queue[:] = [other for other in queue if other.job_id != task.job_id]
+                submit(actor)
+                failed(task.job_id, problem)
+                continue
+            submit(actor)
             finished(job_id, index, files, start)
 
     def close(self) -> None:
