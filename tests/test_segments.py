@@ -77,6 +77,15 @@ def test_the_plan_reads_real_neighbours_and_pads_only_at_the_clip_ends():
     assert [segment.num_frames for segment in plan_segments(7, 1, 5, "replicate")] == [1] * 7
 
 
+def test_a_pass_over_some_segments_decodes_into_the_network_only_the_frames_they_read():
+    from edvr_cli.enhance.segment_worker import needed_ranges
+
+    plan = plan_segments(30, 4, 5, "reflection_circle")
+    assert needed_ranges(plan) == [(0, 29)]
+    assert needed_ranges([plan[1], plan[5]]) == [(2, 9), (18, 25)]  # a resumed run: segments 1 and 5 left
+    assert needed_ranges([plan[2], plan[3]]) == [(6, 17)]  # overlapping context merged
+
+
 @pytest.mark.parametrize("segment_frames", [1, 2, 7, 22])
 def test_segmented_output_is_the_single_pass_bit_for_bit(clip, model_file, single_pass, tmp_path, segment_frames):
     output = tmp_path / "out.mkv"

@@ -61,7 +61,8 @@ class Job:
     staging: Path | None = None
     writer: object = None
     segments: list[Segment] = field(default_factory=list)
-    reused: int = 0
+    reused: int = 0  # segments an earlier run finished
+    reused_frames: int = 0  # the frames they hold
     work: WorkFolder | None = None
     reporter: object = None  # the input's Reporter, when jobs run side by side (many.py)
     clock: object = None  # FrameClock where Ray tasks may seek (ray_pool.frame_clock)
@@ -174,10 +175,10 @@ def plan_job(job: Job) -> list[Segment]:
         job.note(f"{job.work.path}: made for another input, model or options; starting over")
     todo = [segment for segment in job.segments if not job.work.is_done(segment.index)]
     job.reused = len(job.segments) - len(todo)
+    job.reused_frames = job.source.num_frames - sum(segment.num_frames for segment in todo)
     if job.reused:
         job.note(f"resuming: {job.reused} of {len(job.segments)} segments already restored "
-                 f"({sum(s.num_frames for s in job.segments if job.work.is_done(s.index))} frames), "
-                 f"{len(todo)} to go")
+                 f"({job.reused_frames} frames), {len(todo)} to go")
     return todo
 
 
@@ -208,8 +209,8 @@ def start_progress(job: Job, reporter) -> None:
     """The progress bar's total, with the frames of reused segments already counted."""
     reporter.start(job.source.num_frames)
     resumed = getattr(reporter, "resumed", None)  # a Reporter of an older interface has none
-    if resumed is not None and job.reused:
-        resumed(sum(segment.num_frames for segment in job.segments if job.work.is_done(segment.index)))
+    if resumed is not None and job.reused_frames:
+        resumed(job.reused_frames)
 
 
 def run_segments(job: Job, todo: list[Segment], reporter) -> None:

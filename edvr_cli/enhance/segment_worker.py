@@ -39,10 +39,10 @@ class FrameClock:
         from `frame_idx - 1` on (one frame early, so a deinterlacer sees its real previous frame)."""
         return max(0.0, float(self.origin + (Fraction(frame_idx) - Fraction(3, 2)) / self.fps))
 
-    def indexed(self, frames: Iterable[Frame], reader) -> Iterator[tuple[int, Frame]]:
-        """(frame index, frame) from each frame's pts; SeekMissed unless they are consecutive."""
+    def indexed(self, reader) -> Iterator[tuple[int, Frame]]:
+        """(frame index, frame) of a reader's frames, from their pts; SeekMissed unless consecutive."""
         previous = None
-        for frame in frames:
+        for frame in reader:
             if frame.pts is None or reader.time_base is None:
                 raise SeekMissed("a frame without a timestamp")
             idx = round((frame.pts * reader.time_base - self.origin) * self.fps)
@@ -84,6 +84,17 @@ class ReplayableFrames:
                 yield idx, frame
 
 
+def needed_ranges(segments: list[Segment]) -> list[tuple[int, int]]:
+    """The input frames `segments` read, as sorted, disjoint [low, high] ranges."""
+    merged: list[list[int]] = []
+    for low, high in sorted((segment.first_input, segment.last_input) for segment in segments):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], high)
+        else:
+            merged.append([low, high])
+    return [(low, high) for low, high in merged]
+
+
 def restore_segments(source: Source, planes: FramePlanes, run_batch: Callable[[list], object], timing: Timing,
                      segments: list[Segment], num_frames: int, window: int, padding: str, batch: int,
                      output: SegmentOutput,
@@ -95,25 +106,29 @@ def restore_segments(source: Source, planes: FramePlanes, run_batch: Callable[[l
 
     `run_batch` takes a batch of windows and returns their restored frames (`FramePlanes.restore`
     and whatever the caller records); `partial_path(segment)` names the file (or PNG folder) a
-    segment is written to; it is complete once yielded and the caller commits it. With `clock`, `source` was opened at a seek
-    point and frames are identified by their pts (SeekMissed if that point was too late).
+    segment is written to; it is complete once yielded and the caller commits it. With `clock`,
+    `source` was opened at a seek point and frames are identified by their pts (SeekMissed if
+    that point was too late).
     """
     segments = sorted(segments, key=lambda segment: segment.index)
-    needed = [(segment.first_input, segment.last_input) for segment in segments]
+    needed = needed_ranges(segments)
 
     def decoded() -> Iterator[tuple[int, object]]:
-        indexed = enumerate(source.reader) if clock is None else clock.indexed(source.reader, source.reader)
-        first = True
+        indexed = enumerate(source.reader) if clock is None else clock.indexed(source.reader)
+        first, ranges = True, iter(needed)
+        low, high = next(ranges, (num_frames, num_frames))
         for idx, frame in indexed:
-            if first and clock is not None and idx > needed[0][0]:
-                raise SeekMissed(f"decoding from the seek point began at frame {idx}, after {needed[0][0]}")
+            if first and clock is not None and idx > low:
+                raise SeekMissed(f"decoding from the seek point began at frame {idx}, after {low}")
             first = False
             if idx == 0:
                 timing.start_at(frame)
             if idx >= num_frames:
                 raise EnhanceError(f"the input holds more than the {num_frames} frames its container "
                                    f"announced; run with --segment-frames 0")
-            if any(low <= idx <= high for low, high in needed):
+            while idx > high:  # frames arrive in order: a passed range is never needed again
+                low, high = next(ranges, (num_frames, num_frames))
+            if low <= idx:
                 yield idx, planes.prepare(frame)  # only frames some window reads reach the device
 
     frames = ReplayableFrames(decoded(), history=2 * max_reach(window) + window)
@@ -135,6 +150,5 @@ def restore_segments(source: Source, planes: FramePlanes, run_batch: Callable[[l
 
             windows = segment_windows(frames.starting_at(segment.first_input), segment, num_frames, window,
                                       padding)
-            restore_windows(windows, run_batch, write,
-                            batch, on_frame)
+            restore_windows(windows, run_batch, write, batch, on_frame)
         yield segment, path, None if output.folder else first_time[0]
