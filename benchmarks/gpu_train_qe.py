@@ -336,7 +336,6 @@ def main(argv=None) -> int:
         extract_snapshots(args.resume, args.extract_snapshots)
         return 0
 
-    import numpy as np
     import torch
 
     from edvr_cli.train.checkpointing import read_training_checkpoint, restore_rng_states, save_checkpoint, \

@@ -31,7 +31,6 @@ import hashlib
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 import zlib

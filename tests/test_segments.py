@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,12 +116,16 @@ def _edvr(*args: str) -> list[str]:
 
 
 def _start_and_kill_after_a_segment(args: list[str], work: Path) -> None:
-    """Start `edvr enhance`, SIGKILL it once a segment is committed and before it ends."""
+    """Start `edvr enhance`, SIGKILL it once a segment is committed and before it ends.
+
+    Committed means renamed to `seg-NNNNN.mkv`: the segment's `.start` file is written just before
+    that rename, so its presence alone is not a finished segment.
+    """
     process = subprocess.Popen(_edvr(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    committed = re.compile(r"seg-\d{5}\.mkv")
     try:
         deadline = time.monotonic() + 120
-        while not (work.is_dir() and any(name.startswith("seg-") and ".partial" not in name
-                                         for name in os.listdir(work))):
+        while not (work.is_dir() and any(committed.fullmatch(name) for name in os.listdir(work))):
             assert process.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.005)

@@ -16,6 +16,7 @@ import imageio_ffmpeg
 from models.errors import EdvrError
 
 POLL_SECONDS = 0.1  # how often blocked queue operations look for a dead thread or a stop
+STOP_WAIT_SECONDS = 0.5  # how long a stop waits for a killed ffmpeg or a helper thread to end
 
 # Lines ffmpeg prints after the real cause; they say nothing about what went wrong.
 _GENERIC_STDERR = re.compile(
@@ -132,4 +133,20 @@ def stop_process(process: subprocess.Popen) -> None:
     """
     if process.poll() is None:
         process.kill()
-    process.wait()
+    try:
+        process.wait(timeout=STOP_WAIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass  # not reaped yet (see ended_within); it is dead, and Python reaps it later
+
+
+def ended_within(thread: threading.Thread, seconds: float = STOP_WAIT_SECONDS) -> bool:
+    """Join `thread` for at most `seconds`; False when it is still running.
+
+    A stop never waits longer: a signal that lands inside a queue operation of the main thread
+    can leave that queue's lock held (CPython's `threading.Condition` is not safe against an
+    exception raised by a signal handler), and a helper blocked on that lock never ends. The
+    helpers are daemon threads, so they do not keep the process alive; the streams they use are
+    closed only once they have ended.
+    """
+    thread.join(seconds)
+    return not thread.is_alive()

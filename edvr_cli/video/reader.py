@@ -18,8 +18,8 @@ import threading
 from fractions import Fraction
 from typing import Callable, Iterator
 
-from edvr_cli.video.ffmpeg import (POLL_SECONDS, StderrCollector, VideoError, ffmpeg_exe, ffmpeg_failed,
-                                   ffmpeg_path, stop_process)
+from edvr_cli.video.ffmpeg import (POLL_SECONDS, StderrCollector, VideoError, ended_within, ffmpeg_exe,
+                                   ffmpeg_failed, ffmpeg_path, stop_process)
 from edvr_cli.video.frame import Frame, FrameFormat, source_format
 from edvr_cli.video.probe import VideoInfo, probe
 
@@ -174,10 +174,11 @@ class FrameReader:
         self._closed = True
         self._stop.set()
         stop_process(self.process)
-        self._thread.join()
-        self._stderr.join()
-        for stream in (self.process.stdout, self.process.stderr, self._stats):
-            stream.close()
+        if ended_within(self._thread):
+            self.process.stdout.close()
+            self._stats.close()
+        if ended_within(self._stderr):
+            self.process.stderr.close()
 
     def __enter__(self) -> "FrameReader":
         return self

@@ -25,8 +25,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-from edvr_cli.video.ffmpeg import (POLL_SECONDS, StderrCollector, VideoError, ffmpeg_exe, ffmpeg_failed,
-                                   ffmpeg_path, stop_process)
+from edvr_cli.video.ffmpeg import (POLL_SECONDS, StderrCollector, VideoError, ended_within, ffmpeg_exe,
+                                   ffmpeg_failed, ffmpeg_path, stop_process)
 from edvr_cli.video.encoders import EncoderSettings, choose_pix_fmt, encoder_has_option, is_repacking, resolve_encoder
 from edvr_cli.video.frame import Frame, FrameFormat
 from edvr_cli.video.pixel_format import PlaneLayout
@@ -159,6 +159,7 @@ class FrameWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
         self._queue.put(ivf_header(fmt.layout, fmt.width, fmt.height, self._pipe_base))
         self._feed_error: BaseException | None = None
+        self._stop = threading.Event()  # set by abort: the feeder ends without draining the queue
         self._thread = threading.Thread(target=self._feed, daemon=True)
         self._thread.start()
         self._closed = False
@@ -212,7 +213,13 @@ class FrameWriter:
 
     def _feed(self) -> None:
         try:
-            while (chunk := self._queue.get()) is not _END:
+            while not self._stop.is_set():
+                try:
+                    chunk = self._queue.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    continue
+                if chunk is _END:
+                    return
                 self.process.stdin.write(chunk)
         except OSError as error:  # BrokenPipeError when ffmpeg has exited
             self._feed_error = error
@@ -255,15 +262,17 @@ class FrameWriter:
         """Flush the queue, finish the file, and raise VideoError if ffmpeg failed."""
         if self._closed:
             return
-        self._closed = True
         try:
             self._put(_END)
             self._thread.join()
-        finally:
-            try:
-                self.process.stdin.close()
-            except OSError:
-                pass  # ffmpeg already gone; its exit status tells why
+        except BaseException:  # ffmpeg died, or a Ctrl-C while the last frames go out
+            self.abort()
+            raise
+        self._closed = True
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass  # ffmpeg already gone; its exit status tells why
         returncode = self.process.wait()
         self._stderr.join()
         self.process.stderr.close()
@@ -280,20 +289,14 @@ class FrameWriter:
         if self._closed:
             return
         self._closed = True
-        stop_process(self.process)
-        while True:  # unblock the feeder if it waits on a full queue or a dead pipe
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        self._queue.put(_END)
-        self._thread.join()
-        for stream in (self.process.stdin, self.process.stderr):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        self._stderr.join()
+        stop_process(self.process)  # a feeder inside a write gets a broken pipe
+        self._stop.set()  # one waiting on the queue sees this; the queue is never touched here
+        for thread, stream in ((self._thread, self.process.stdin), (self._stderr, self.process.stderr)):
+            if ended_within(thread):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
 
     def __enter__(self) -> "FrameWriter":
         return self
