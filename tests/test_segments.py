@@ -115,23 +115,25 @@ def _edvr(*args: str) -> list[str]:
     return [sys.executable, "-c", "from edvr_cli.cli import main; main()", "enhance", *args]
 
 
-def _start_and_kill_after_a_segment(args: list[str], work: Path) -> None:
-    """Start `edvr enhance`, SIGKILL it once a segment is committed and before it ends.
+def _signal_after_a_segment(args: list[str], work: Path, signum: int = signal.SIGKILL) -> tuple[int, str]:
+    """Start `edvr enhance`, send it `signum` once a segment is committed and before it ends;
+    returns its exit status and stderr.
 
     Committed means renamed to `seg-NNNNN.mkv`: the segment's `.start` file is written just before
     that rename, so its presence alone is not a finished segment.
     """
-    process = subprocess.Popen(_edvr(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(_edvr(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     committed = re.compile(r"seg-\d{5}\.mkv")
     try:
         deadline = time.monotonic() + 120
         while not (work.is_dir() and any(committed.fullmatch(name) for name in os.listdir(work))):
-            assert process.poll() is None, "the run ended before it could be killed"
+            assert process.poll() is None, "the run ended before it could be stopped"
             assert time.monotonic() < deadline
             time.sleep(0.005)
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +145,7 @@ def long_clip(tmp_path_factory) -> Path:
 def test_sigkill_then_rerun_reuses_finished_segments_and_gives_the_single_pass(long_clip, model_file, tmp_path):
     output = tmp_path / "out.mkv"
     args = [str(long_clip), "-o", str(output), "--model", str(model_file), "--codec", "ffv1", "--segment-frames", "4"]
-    _start_and_kill_after_a_segment(args, work_folder_path(output))
+    _signal_after_a_segment(args, work_folder_path(output))
     assert not output.exists()
     done = subprocess.run(_edvr(*args, "--json"), capture_output=True, text=True, check=True)
     result = json.loads(done.stdout)
@@ -154,10 +156,23 @@ def test_sigkill_then_rerun_reuses_finished_segments_and_gives_the_single_pass(l
     assert not work_folder_path(output).exists()
 
 
+def test_sigterm_says_how_many_segments_are_kept_and_the_rerun_reuses_exactly_those(long_clip, model_file, tmp_path):
+    output = tmp_path / "out.mkv"
+    args = [str(long_clip), "-o", str(output), "--model", str(model_file), "--codec", "ffv1", "--segment-frames", "4"]
+    status, stderr = _signal_after_a_segment(args, work_folder_path(output), signal.SIGTERM)
+    message = re.fullmatch(rf"Error: stopped by SIGTERM: {re.escape(str(output))} was not written; (\d+) finished "
+                           rf"segments? kept: run the same command again to resume\n", stderr.splitlines(True)[-1])
+    assert status == 143 and message, stderr
+    kept = int(message.group(1))
+    assert 1 <= kept < 15 and not output.exists()
+    done = subprocess.run(_edvr(*args, "--json"), capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["segments_reused"] == kept
+
+
 def test_a_changed_option_after_a_kill_starts_over(long_clip, model_file, tmp_path):
     output = tmp_path / "out.mkv"
     args = [str(long_clip), "-o", str(output), "--model", str(model_file), "--codec", "ffv1", "--segment-frames", "4"]
-    _start_and_kill_after_a_segment(args, work_folder_path(output))
+    _signal_after_a_segment(args, work_folder_path(output))
     done = subprocess.run(_edvr(*args, "--padding", "replicate", "--json"), capture_output=True, text=True,
                           check=True)
     assert json.loads(done.stdout)["segments_reused"] == 0

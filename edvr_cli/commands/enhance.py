@@ -160,17 +160,28 @@ def command(inputs: tuple[str, ...], output_path: str, model: str | None, weight
                            overwrite, quiet, compile_network)
         except KeyboardInterrupt as interrupt:
             signum = signum_of(interrupt, received)
-            raise Interrupted(interrupted_message(f"{output_path} was not written", signum), signum) from None
+            raise Interrupted(interrupted_message(_not_written(output_path), signum), signum) from None
         except Exception as error:
             if not _reported_in_one_line(error):
                 raise  # a bug: the traceback is what helps
             if received:  # e.g. ffmpeg, hit by the same Ctrl-C, failed first
-                raise Interrupted(interrupted_message(f"{output_path} was not written", received[0]),
+                raise Interrupted(interrupted_message(_not_written(output_path), received[0]),
                                   received[0]) from None
             if isinstance(error, click.ClickException):
                 raise
             raise click.ClickException(one_line(error)) from None
     report(results, as_json, quiet)
+
+
+def _not_written(output_path: str) -> str:
+    """What an interrupted run says it left: nothing, or the segments the same command reuses."""
+    from edvr_cli.enhance.workfolder import kept_segments
+
+    kept = kept_segments(output_path)
+    if not kept:
+        return f"{output_path} was not written"
+    return (f"{output_path} was not written; {kept} finished segment{'' if kept == 1 else 's'} kept: "
+            f"run the same command again to resume")
 
 
 def _run(inputs, output_path, model, weights, cache_dir, window, padding, tile, tile_overlap, batch, device,

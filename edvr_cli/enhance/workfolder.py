@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +23,7 @@ from models.errors import EdvrError
 
 MANIFEST_VERSION = 1
 _MANIFEST = "manifest.json"
+_COMMITTED = re.compile(r"seg-\d{5}(?!\.start$)(\.\w+)?")  # seg-00003.mkv or seg-00003/, not .partial
 
 
 class WorkFolderError(EdvrError, OSError):
@@ -32,6 +34,21 @@ def work_folder_path(output: str | os.PathLike) -> Path:
     """`out/clip.mp4` -> `out/.clip.mp4.edvr-work` (for a frames folder `out/frames/`: `out/.frames.edvr-work`)."""
     target = Path(os.path.abspath(os.fspath(output).rstrip("/\\") or "."))
     return target.with_name(f".{target.name}.edvr-work")
+
+
+def kept_segments(output: str | os.PathLike) -> int:
+    """How many finished segments an interrupted run left for the next one: in the output's own
+    work folder, and for an output folder of many inputs in the work folders inside it."""
+    folders = [work_folder_path(output)]
+    if os.path.isdir(output):
+        folders += [entry.path for entry in os.scandir(output) if entry.name.endswith(".edvr-work")]
+    count = 0
+    for folder in folders:
+        try:
+            count += sum(1 for name in os.listdir(folder) if _COMMITTED.fullmatch(name))
+        except OSError:
+            pass  # no work folder: nothing kept
+    return count
 
 
 def file_fingerprint(path: str | os.PathLike) -> dict:
