@@ -201,6 +201,35 @@ def test_several_inputs_each_as_its_own_run_and_a_broken_one_does_not_stop_the_o
         assert frames_of(out_dir / source.name) == frames_of(tmp_path / f"own-{source.name}")
 
 
+def test_an_interrupted_batch_goes_on_with_skip_existing(clip, long_clip, model_file, tmp_path):
+    out_dir = tmp_path / "restored"
+    args = [str(clip), str(long_clip), "-o", f"{out_dir}/", "--model", str(model_file), "--codec", "ffv1",
+            "--segment-frames", "4"]
+    status, stderr = _signal_after_a_segment(args, work_folder_path(out_dir / "long.mkv"), signal.SIGTERM)
+    message = re.fullmatch(rf"Error: stopped by SIGTERM: not every input was written to {re.escape(str(out_dir))}/ "
+                           rf"\((\d+) finished segments? kept\); run the same command with --skip-existing to go on\n",
+                           stderr.splitlines(True)[-1])
+    assert status == 143 and message, stderr
+    assert (out_dir / "in.mkv").is_file() and not (out_dir / "long.mkv").exists()
+    done = subprocess.run(_edvr(*args, "--skip-existing", "--quiet", "--json"), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    first, second = json.loads(done.stdout)
+    assert first["skipped"] and first["result"] is None
+    assert not second["skipped"] and second["result"]["segments_reused"] == int(message.group(1)) >= 1
+    run(long_clip, tmp_path / "single.mkv", model_file, segment_frames=0)
+    assert frames_of(out_dir / "long.mkv") == frames_of(tmp_path / "single.mkv")
+
+
+def test_quiet_still_names_the_inputs_that_failed(clip, model_file, tmp_path):
+    broken = tmp_path / "broken.mkv"
+    broken.write_bytes(b"not a video")
+    done = subprocess.run(_edvr(str(broken), str(clip), "-o", f"{tmp_path}/out/", "--model", str(model_file),
+                                "--codec", "ffv1", "--quiet"), capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == ""
+    failed, summary = done.stderr.splitlines()
+    assert failed.startswith(f"{broken}  FAILED  {broken}") and summary == "Error: 1 of 2 inputs failed"
+
+
 # ---------------------------------------------------------------------------------- Ray
 
 def test_the_cli_with_ray_local_and_two_workers_gives_the_single_pass(clip, model_file, single_pass, tmp_path):

@@ -107,6 +107,9 @@ DEFAULT_FOLDER_FPS = "25"
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Model replicas for --ray.  [default: one per GPU in the cluster, else 1]")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--skip-existing", is_flag=True,
+              help="With several inputs: an input whose output already exists is skipped (listed as "
+                   "`skipped`), so an interrupted batch goes on with only what is left.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary line (notes still go to stderr).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON summary to stdout (input, output, frames, fps, seconds, device, "
@@ -116,7 +119,8 @@ def command(inputs: tuple[str, ...], output_path: str, model: str | None, weight
             batch: int, device: str, precision: str, ensemble: bool, compile_network: bool, strength: float,
             codec: str | None, crf: float | None, preset: str | None, pix_fmt: str | None,
             encoder_args: tuple[str, ...], folder_fps: Fraction | None, deinterlace: bool, segment_frames: int,
-            ray_address: str | None, workers: int | None, overwrite: bool, quiet: bool, as_json: bool) -> None:
+            ray_address: str | None, workers: int | None, overwrite: bool, skip_existing: bool, quiet: bool,
+            as_json: bool) -> None:
     """Restore INPUT (a video, or a folder of images) with EDVR and write it to -o OUTPUT.
 
     Each output frame is the network's restoration of the input frame at the centre of a window
@@ -157,15 +161,15 @@ def command(inputs: tuple[str, ...], output_path: str, model: str | None, weight
             results = _run(inputs, output_path, model, weights, cache_dir, window, padding, tile, tile_overlap,
                            batch, device, precision, ensemble, strength, codec, crf, preset, pix_fmt,
                            encoder_args, folder_fps, deinterlace, segment_frames, ray_address, workers,
-                           overwrite, quiet, compile_network)
+                           overwrite, skip_existing, quiet, compile_network)
         except KeyboardInterrupt as interrupt:
             signum = signum_of(interrupt, received)
-            raise Interrupted(interrupted_message(_not_written(output_path), signum), signum) from None
+            raise Interrupted(interrupted_message(_not_written(inputs, output_path), signum), signum) from None
         except Exception as error:
             if not _reported_in_one_line(error):
                 raise  # a bug: the traceback is what helps
             if received:  # e.g. ffmpeg, hit by the same Ctrl-C, failed first
-                raise Interrupted(interrupted_message(_not_written(output_path), received[0]),
+                raise Interrupted(interrupted_message(_not_written(inputs, output_path), received[0]),
                                   received[0]) from None
             if isinstance(error, click.ClickException):
                 raise
@@ -173,26 +177,42 @@ def command(inputs: tuple[str, ...], output_path: str, model: str | None, weight
     report(results, as_json, quiet)
 
 
-def _not_written(output_path: str) -> str:
-    """What an interrupted run says it left: nothing, or the segments the same command reuses."""
+def _not_written(inputs: tuple[str, ...], output_path: str) -> str:
+    """What an interrupted run says it left: nothing, or the segments and outputs a rerun reuses."""
     from edvr_cli.enhance.workfolder import kept_segments
 
     kept = kept_segments(output_path)
+    segments = f"{kept} finished segment{'' if kept == 1 else 's'} kept"
+    try:
+        many = _is_many(inputs, _input_paths(inputs))
+    except Exception:  # the inputs cannot be listed any more: say what holds for one input
+        many = False
+    if many:
+        return (f"not every input was written to {output_path}{f' ({segments})' if kept else ''}; "
+                f"run the same command with --skip-existing to go on")
     if not kept:
         return f"{output_path} was not written"
-    return (f"{output_path} was not written; {kept} finished segment{'' if kept == 1 else 's'} kept: "
-            f"run the same command again to resume")
+    return f"{output_path} was not written; {segments}: run the same command again to resume"
+
+
+def _is_many(inputs: tuple[str, ...], paths: list[Path]) -> bool:
+    """Several inputs, a folder of videos or a glob: outputs go into the -o folder."""
+    return len(paths) > 1 or len(inputs) > 1 or paths[0] != Path(inputs[0])
 
 
 def _run(inputs, output_path, model, weights, cache_dir, window, padding, tile, tile_overlap, batch, device,
          precision, ensemble, strength, codec, crf, preset, pix_fmt, encoder_args, folder_fps, deinterlace,
-         segment_frames, ray_address, workers, overwrite, quiet, compile_network=False):
+         segment_frames, ray_address, workers, overwrite, skip_existing, quiet, compile_network=False):
     """Check what Click cannot check alone, then run `enhance` on one input or `enhance_many`."""
     from edvr_cli.enhance import EnhanceSettings
     from edvr_cli.model_choice import load_enhance_model
 
     paths = _input_paths(inputs)
-    many = len(paths) > 1 or len(inputs) > 1 or paths[0] != Path(inputs[0])
+    many = _is_many(inputs, paths)
+    if skip_existing and (overwrite or not many):
+        raise click.BadParameter("with --overwrite it would have nothing to do" if overwrite else
+                                 "is for several inputs (or a folder of videos) into an -o folder",
+                                 param_hint="'--skip-existing'")
     if folder_fps is not None and any(path.exists() and not path.is_dir() for path in paths):
         raise click.BadParameter(f"sets the rate of a folder of images; {paths[0]} is a video, which keeps "
                                  f"its own exact frame rate (re-time the result with ffmpeg to change it)",
@@ -216,13 +236,13 @@ def _run(inputs, output_path, model, weights, cache_dir, window, padding, tile, 
 
     pool = _ray_pool(ray_address, workers, load) if ray_address else None
     try:
-        return _dispatch(paths, output_path, many, load, settings, encoder, overwrite, quiet, pool)
+        return _dispatch(paths, output_path, many, load, settings, encoder, overwrite, skip_existing, quiet, pool)
     finally:
         if pool is not None:
             pool.close()
 
 
-def _dispatch(paths, output_path, many, load, settings, encoder, overwrite, quiet, pool):
+def _dispatch(paths, output_path, many, load, settings, encoder, overwrite, skip_existing, quiet, pool):
     from edvr_cli.enhance import enhance
     from edvr_cli.enhance.many import enhance_many, enhance_on_pool
     from edvr_cli.output_files import is_folder_output
@@ -234,7 +254,8 @@ def _dispatch(paths, output_path, many, load, settings, encoder, overwrite, quie
         shared = ProgressReporter(quiet, shared=True)
         try:
             return enhance_many(paths, Path(output_path), load, settings, encoder, overwrite,
-                                lambda path: shared if pool is not None else ProgressReporter(quiet), pool)
+                                lambda path: shared if pool is not None else ProgressReporter(quiet), pool,
+                                skip_existing=skip_existing)
         finally:
             shared.finish()
     if pool is not None:

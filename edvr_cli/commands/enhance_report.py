@@ -28,20 +28,27 @@ def summary(result) -> str:
 
 def report_many(outcomes, as_json: bool, quiet: bool) -> None:
     """A table (or JSON list) of every input's result; exit status 1 if any failed."""
+    failed = [item for item in outcomes if item.error is not None]
     if as_json:
         click.echo(json.dumps([{"input": item.input, "output": item.output, "ok": item.error is None,
-                                "error": item.error, "result": asdict(item.result) if item.result else None}
+                                "skipped": item.skipped, "error": item.error,
+                                "result": asdict(item.result) if item.result else None}
                                for item in outcomes], indent=2))
-    elif not quiet:
+    else:
         width = max(len(item.input) for item in outcomes)
-        for item in outcomes:
-            status = (f"ok      {item.result.frames} frames, {item.result.seconds:.1f} s -> {item.output}"
-                      if item.error is None else f"FAILED  {item.error}")
-            click.echo(f"{item.input:<{width}}  {status}")
-    failed = [item for item in outcomes if item.error is not None]
+        for item in (failed if quiet else outcomes):  # --quiet still names what failed, on stderr
+            click.echo(f"{item.input:<{width}}  {_status(item)}", err=quiet)
     if failed:
         click.echo(f"Error: {len(failed)} of {len(outcomes)} inputs failed", err=True)
         raise SystemExit(1)
+
+
+def _status(item) -> str:
+    if item.error is not None:
+        return f"FAILED  {item.error}"
+    if item.skipped:
+        return f"skipped {item.output} exists"
+    return f"ok      {item.result.frames} frames, {item.result.seconds:.1f} s -> {item.output}"
 
 
 def describe_encoder(encoder: dict) -> str:

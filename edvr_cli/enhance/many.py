@@ -34,6 +34,7 @@ class Outcome:
     output: str
     result: EnhanceResult | None = None
     error: str | None = None
+    skipped: bool = False  # its output existed (skip_existing)
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
@@ -62,13 +63,15 @@ def output_for(input_path: Path, output_dir: Path) -> Path:
 
 def enhance_many(inputs: list[Path], output_dir: Path, model, settings: EnhanceSettings = EnhanceSettings(),
                  encoder: EncoderSettings = EncoderSettings(), overwrite: bool = False,
-                 reporter: Callable[[Path], Reporter] | None = None, pool: RayPool | None = None) -> list[Outcome]:
+                 reporter: Callable[[Path], Reporter] | None = None, pool: RayPool | None = None,
+                 skip_existing: bool = False) -> list[Outcome]:
     """Restore each input into `output_dir`; one Outcome per input, in order.
 
     Args:
         model: a LoadedModel or a function returning one (called once, for the first input).
         reporter: makes each input's Reporter (progress and notes).
         pool: a RayPool: segments of all inputs run on its actors.
+        skip_existing: an input whose output exists is not run (`Outcome.skipped`).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     reporter = reporter or (lambda path: Reporter())
@@ -77,16 +80,22 @@ def enhance_many(inputs: list[Path], output_dir: Path, model, settings: EnhanceS
     clash = next((name for name in names if names.count(name) > 1), None)
     if clash is not None:
         raise EnhanceError(f"two inputs would both be written to {clash}; give them different names")
+    outcomes = [Outcome(os.fspath(path), os.fspath(output), skipped=skip_existing and output.exists())
+                for path, output in zip(inputs, names)]
+    todo = [index for index, outcome in enumerate(outcomes) if not outcome.skipped]
     if pool is not None:
-        return _on_pool(inputs, names, load, settings, encoder, overwrite, reporter, pool)
-    outcomes = []
-    for path, output in zip(inputs, names):
-        outcome = Outcome(os.fspath(path), os.fspath(output))
+        done = _on_pool([inputs[i] for i in todo], [names[i] for i in todo], load, settings, encoder, overwrite,
+                        reporter, pool)
+        for index, outcome in zip(todo, done):
+            outcomes[index] = outcome
+        return outcomes
+    for index in todo:
+        outcome = outcomes[index]
         try:
-            outcome.result = enhance(path, os.fspath(output), load, settings, encoder, overwrite, reporter(path))
+            outcome.result = enhance(inputs[index], outcome.output, load, settings, encoder, overwrite,
+                                     reporter(inputs[index]))
         except (EdvrError, OSError) as error:
             outcome.error = _one_line(error)
-        outcomes.append(outcome)
     return outcomes
 
 
