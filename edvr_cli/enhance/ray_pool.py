@@ -15,8 +15,12 @@ never leaves the actor.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import tempfile
+import threading
+import uuid
 from fractions import Fraction
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,14 +69,30 @@ def frame_clock(job) -> FrameClock | None:
     return FrameClock(first.pts * time_base, info.fps)
 
 
+class NetworkHolder:
+    """Keeps the network for the actors (RayPool makes it a Ray actor on the driver's node)."""
+
+    def __init__(self, network):
+        self.network = network
+
+    def get(self):
+        return self.network
+
+
 class SegmentActor:
-    """One model replica. Ray wraps this class with `ray.remote` in `RayPool`."""
+    """One model replica. Ray wraps this class with `ray.remote` in `RayPool`.
+
+    `network`: the model, or the name of the Ray actor (a NetworkHolder) to fetch it from."""
 
     def __init__(self, network, threads: int = 0):
         import torch
 
         if threads:
             torch.set_num_threads(threads)
+        if isinstance(network, str):
+            import ray
+
+            network = ray.get(ray.get_actor(network).get.remote())
         self.network = network
         self.runners: dict = {}
 
@@ -137,6 +157,23 @@ def _user_error(error) -> Exception:
     return EnhanceError(f"a Ray worker failed: {str(error).splitlines()[0]}")
 
 
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _python_signal_handlers() -> dict:
+    return {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+
+
+def _reinstall(handlers: dict) -> None:
+    """Put back Python's handlers: ray.init sets its own C-level SIGTERM handler (a crash report
+    on stderr, exit status 15), which would bypass the command's clean stop."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum, handler in handlers.items():
+        if handler is not None:
+            signal.signal(signum, handler)
+
+
 def import_ray():
     try:
         import ray
@@ -152,26 +189,38 @@ class RayPool:
         address: "local" starts a Ray instance on this machine; "auto" or "ray://host:port"
             joins a running cluster.
         workers: model replicas; None = one per GPU in the cluster, else 1.
-        network: the model (sent once through the object store).
+        network: the model (held for the actors by a NetworkHolder on this node).
     """
 
     def __init__(self, address: str, workers: int | None, network):
         ray = self.ray = import_ray()
         if not ray.is_initialized():
+            handlers = _python_signal_handlers()
+            # Ray's note that token authentication is on (its default) is not ours to print
+            logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
             try:
                 ray.init(address=None if address == "local" else address, include_dashboard=False,
                          log_to_driver=False, configure_logging=False)
             except (ConnectionError, ValueError, RuntimeError) as error:
                 raise EnhanceError(f"--ray {address}: cannot connect: {str(error).splitlines()[0]}") from None
+            finally:
+                _reinstall(handlers)
         gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = workers or max(gpus, 1)
         threads = 0 if gpus else max(1, cpus // self.workers)
         actor = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else min(threads, cpus),
                            max_restarts=-1, max_task_retries=-1)(SegmentActor)
-        # kept for the pool's life: a restarted actor is built again from the same object
-        self.network_ref = ray.put(network)
-        self.actors = [actor.remote(self.network_ref, threads) for _ in range(self.workers)]
+        # A restarted actor takes the network again from a named holder pinned to this (the
+        # driver's) node, which lives as long as the job does. Given the network (or any handle)
+        # as an argument, every actor with restarts makes Ray log an error line to stderr.
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        holder_name = f"edvr-network-{uuid.uuid4().hex}"
+        self.holder = ray.remote(num_cpus=0, scheduling_strategy=here,
+                                 name=holder_name)(NetworkHolder).remote(network)
+        self.actors = [actor.remote(holder_name, threads) for _ in range(self.workers)]
 
     def pids(self) -> list[int]:
         return self.ray.get([actor.pid.remote() for actor in self.actors])
@@ -214,7 +263,7 @@ class RayPool:
             finished(job_id, index, files, start)
 
     def close(self) -> None:
-        for actor in self.actors:
+        for actor in [*self.actors, self.holder]:
             self.ray.kill(actor, no_restart=True)
         self.actors = []
 
