@@ -148,8 +148,9 @@ def test_a_signal_mid_run_leaves_nothing_and_exits_at_once(files, tmp_path, sign
 
 def test_stopping_never_waits_on_a_queue_lock_that_a_signal_left_held(files, tmp_path):
     # A signal handler's exception landing inside queue.get/put of the main thread can leave that
-    # queue's lock held (CPython's Condition is not safe against it). SIGTERM sent at random
-    # moments hung about one stop in 300 that way (CI saw it once); held here on purpose.
+    # queue's lock held (CPython's Condition is not safe against it). Sending SIGTERM at random
+    # moments into a reader -> writer loop hung a stop that way within ~200 tries (CI saw it
+    # once); the locks are held here on purpose.
     reader = FrameReader(files["mid"], queue_size=1)
     writer = FrameWriter(tmp_path / "out.mkv", reader.format, reader.time_base or Fraction(1, 25),
                          EncoderSettings(codec="ffv1"), queue_size=1)

@@ -114,13 +114,7 @@ DEFAULT_FOLDER_FPS = "25"
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON summary to stdout (input, output, frames, fps, seconds, device, "
                    "precision, model, ...) instead of the summary line.")
-def command(inputs: tuple[str, ...], output_path: str, model: str | None, weights: str | None,
-            cache_dir: Path | None, window: str | None, padding: str, tile: int, tile_overlap: int,
-            batch: int, device: str, precision: str, ensemble: bool, compile_network: bool, strength: float,
-            codec: str | None, crf: float | None, preset: str | None, pix_fmt: str | None,
-            encoder_args: tuple[str, ...], folder_fps: Fraction | None, deinterlace: bool, segment_frames: int,
-            ray_address: str | None, workers: int | None, overwrite: bool, skip_existing: bool, quiet: bool,
-            as_json: bool) -> None:
+def command(inputs: tuple[str, ...], output_path: str, as_json: bool, **options) -> None:
     """Restore INPUT (a video, or a folder of images) with EDVR and write it to -o OUTPUT.
 
     Each output frame is the network's restoration of the input frame at the centre of a window
@@ -139,8 +133,8 @@ def command(inputs: tuple[str, ...], output_path: str, model: str | None, weight
 
     Long videos are restored in --segment-frames segments: rerun the same command after an
     interruption and only the unfinished segments are restored. Several inputs go into one
-    output folder (a failing one is reported and the others go on); --ray spreads the segments
-    of all inputs over a Ray cluster's GPUs.
+    output folder (a failing one is reported and the others go on; --skip-existing goes on after
+    an interruption); --ray spreads the segments of all inputs over a Ray cluster's GPUs.
 
     \b
     Examples:
@@ -158,10 +152,7 @@ def command(inputs: tuple[str, ...], output_path: str, model: str | None, weight
     """
     with stop_on_signals() as received:  # first: Ctrl-C during the imports below is handled too
         try:
-            results = _run(inputs, output_path, model, weights, cache_dir, window, padding, tile, tile_overlap,
-                           batch, device, precision, ensemble, strength, codec, crf, preset, pix_fmt,
-                           encoder_args, folder_fps, deinterlace, segment_frames, ray_address, workers,
-                           overwrite, skip_existing, quiet, compile_network)
+            results = _run(inputs, output_path, **options)  # the options' names are _run's parameters
         except KeyboardInterrupt as interrupt:
             signum = signum_of(interrupt, received)
             raise Interrupted(interrupted_message(_not_written(inputs, output_path), signum), signum) from None
@@ -174,7 +165,7 @@ def command(inputs: tuple[str, ...], output_path: str, model: str | None, weight
             if isinstance(error, click.ClickException):
                 raise
             raise click.ClickException(one_line(error)) from None
-    report(results, as_json, quiet)
+    report(results, as_json, options["quiet"])
 
 
 def _not_written(inputs: tuple[str, ...], output_path: str) -> str:
@@ -200,9 +191,12 @@ def _is_many(inputs: tuple[str, ...], paths: list[Path]) -> bool:
     return len(paths) > 1 or len(inputs) > 1 or paths[0] != Path(inputs[0])
 
 
-def _run(inputs, output_path, model, weights, cache_dir, window, padding, tile, tile_overlap, batch, device,
-         precision, ensemble, strength, codec, crf, preset, pix_fmt, encoder_args, folder_fps, deinterlace,
-         segment_frames, ray_address, workers, overwrite, skip_existing, quiet, compile_network=False):
+def _run(inputs: tuple[str, ...], output_path: str, model: str | None, weights: str | None, cache_dir: Path | None,
+         window: str | None, padding: str, tile: int, tile_overlap: int, batch: int, device: str, precision: str,
+         ensemble: bool, strength: float, codec: str | None, crf: float | None, preset: str | None,
+         pix_fmt: str | None, encoder_args: tuple[str, ...], folder_fps: Fraction | None, deinterlace: bool,
+         segment_frames: int, ray_address: str | None, workers: int | None, overwrite: bool, skip_existing: bool,
+         quiet: bool, compile_network: bool = False):
     """Check what Click cannot check alone, then run `enhance` on one input or `enhance_many`."""
     from edvr_cli.enhance import EnhanceSettings
     from edvr_cli.model_choice import load_enhance_model
