@@ -6,6 +6,8 @@ import json
 import math
 import subprocess
 import sys
+import threading
+import time
 
 import imageio.v3 as iio
 import numpy as np
@@ -14,6 +16,7 @@ from click.testing import CliRunner
 from skimage.metrics import structural_similarity
 
 from edvr_cli.cli import main
+from edvr_cli.evaluate.parallel import ordered_map
 from edvr_cli.evaluate.scoring import evaluate
 from edvr_cli.video.rgb_frames import RgbFrameReader
 from edvr_cli.evaluate.sources import ClipPair, FrameSourceError, frame_pairs, open_source
@@ -388,3 +391,44 @@ def test_plot_draws_a_png(reds_layout):
     image = iio.imread(reds_layout / "p.png")
     assert image.shape[:2] == (500, 1000)
     assert image.std() > 0
+
+
+# ------------------------------------------------------------------ frames scored in threads
+
+def _slow_square(item: int) -> int:
+    time.sleep(0.02 * ((7 * item) % 5))  # items finish out of order
+    if item in (6, 9):
+        raise ValueError(f"item {item}")
+    return item * item
+
+
+def test_ordered_map_keeps_the_order_and_raises_the_first_failure_at_its_turn():
+    assert list(ordered_map(_slow_square, range(6), 3)) == [0, 1, 4, 9, 16, 25]
+    results = []
+    with pytest.raises(ValueError, match="item 6"):  # 9 may fail first; 6 comes first
+        for result in ordered_map(_slow_square, range(12), 3):
+            results.append(result)
+    assert results == [0, 1, 4, 9, 16, 25]
+
+
+def test_ordered_map_has_at_most_twice_the_workers_in_flight_and_stops_when_closed():
+    pulled, started = [], []
+
+    def items():
+        for item in range(100):
+            pulled.append(item)
+            yield item
+
+    def work(item):
+        started.append(item)
+        return item
+
+    scored = ordered_map(work, items(), 2)
+    for result in scored:
+        assert len(pulled) - result <= 4  # the items taken from the input but not yet given back
+        if result == 10:
+            break
+    scored.close()
+    time.sleep(0.2)
+    assert len(started) < 20
+    assert not any(thread.name.startswith("ordered-map-") for thread in threading.enumerate())

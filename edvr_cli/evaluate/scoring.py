@@ -19,9 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections import deque
 from contextlib import closing
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,6 +28,7 @@ import numpy as np
 
 from edvr_cli.evaluate.sources import ClipPair, FramePair, FrameSourceError, frame_pairs, pair_sources
 from edvr_cli.evaluate.metrics import MetricError, frame_metrics
+from edvr_cli.evaluate.parallel import ordered_map
 from models.errors import EdvrError
 
 
@@ -222,23 +221,14 @@ def evaluate(gt: str | Path, pred: str | Path, lq: str | Path | None = None, cha
             for clip_idx, pair, frames in all_frames:
                 collect(clip_idx, _score_frame(pair.name, frames, channel, crop_border))
     else:
-        # Results are taken in submission order, so the first failing frame is the one reported;
-        # at most 2 * workers frames are in memory at once.
-        pending: deque[tuple[int, Future]] = deque()
-        with ThreadPoolExecutor(max_workers=workers) as pool, closing(_all_frames(pairs)) as all_frames:
-            try:
-                for clip_idx, pair, frames in all_frames:
-                    pending.append((clip_idx, pool.submit(_score_frame, pair.name, frames, channel,
-                                                          crop_border)))
-                    if len(pending) >= 2 * workers:
-                        done_idx, future = pending.popleft()
-                        collect(done_idx, future.result())
-                while pending:
-                    done_idx, future = pending.popleft()
-                    collect(done_idx, future.result())
-            finally:
-                for _, future in pending:
-                    future.cancel()
+        def score(item):
+            clip_idx, pair, frames = item
+            return clip_idx, _score_frame(pair.name, frames, channel, crop_border)
+
+        # in order, so the first failing frame is the one reported; at most 2 * workers in flight
+        with closing(_all_frames(pairs)) as all_frames, closing(ordered_map(score, all_frames, workers)) as scored:
+            for clip_idx, result in scored:
+                collect(clip_idx, result)
     for pair, frames in zip(pairs, results):
         if not frames:  # only a video can turn out empty
             raise FrameSourceError(f"clip '{pair.name}': --gt has no frames ({pair.gt.path})")
