@@ -52,6 +52,15 @@ class OutputPathError(EdvrError, ValueError):
     """An input or output path that cannot or must not be used; the message is one line."""
 
 
+class OutputExistsError(OutputPathError):
+    """The output is already there and --overwrite was not given."""
+
+
+def output_exists(target: str | os.PathLike) -> bool:
+    """Whether something (a file, a folder, even a dangling link) is at the output's path."""
+    return os.path.lexists(target)
+
+
 class OutputBusyError(OutputPathError):
     """Another live run is writing the same output."""
 
@@ -116,10 +125,10 @@ def check_paths(input_path: str | os.PathLike, output_path: str | os.PathLike, o
 
 
 def _check_existing(target: Path, folder_output: bool, overwrite: bool) -> None:
-    if not (target.exists() or target.is_symlink()):
+    if not output_exists(target):
         return
     if not overwrite:
-        raise OutputPathError(f"{target}: already exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"{target}: already exists; pass --overwrite to replace it")
     if folder_output and not target.is_dir():
         raise OutputPathError(f"{target}: exists and is a file, but a path ending in / or without extension "
                               f"means a folder of PNG frames; remove it or name a video file")

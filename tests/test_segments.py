@@ -223,11 +223,19 @@ def test_an_interrupted_batch_goes_on_with_skip_existing(clip, long_clip, model_
 def test_quiet_still_names_the_inputs_that_failed(clip, model_file, tmp_path):
     broken = tmp_path / "broken.mkv"
     broken.write_bytes(b"not a video")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / clip.name).write_bytes(b"the user's file")
     done = subprocess.run(_edvr(str(broken), str(clip), "-o", f"{tmp_path}/out/", "--model", str(model_file),
                                 "--codec", "ffv1", "--quiet"), capture_output=True, text=True)
     assert done.returncode == 1 and done.stdout == ""
-    failed, summary = done.stderr.splitlines()
-    assert failed.startswith(f"{broken}  FAILED  {broken}") and summary == "Error: 1 of 2 inputs failed"
+    *rows, summary = done.stderr.splitlines()
+    assert summary == "Error: 2 of 2 inputs failed"
+    (first, first_error), (second, second_error) = (row.split("  FAILED  ") for row in rows)
+    assert [first.rstrip(), second.rstrip()] == [str(broken), str(clip)]
+    assert first_error.startswith(f"{broken}: ")
+    assert second_error == (f"{tmp_path}/out/{clip.name}: already exists; pass --overwrite to replace it, "
+                            f"or --skip-existing to keep it")
+    assert (tmp_path / "out" / clip.name).read_bytes() == b"the user's file"
 
 
 # ---------------------------------------------------------------------------------- Ray

@@ -22,6 +22,7 @@ from edvr_cli.enhance.pipeline import EnhanceResult, EnhanceSettings, Reporter, 
 from edvr_cli.enhance.ray_pool import RayPool, SegmentTask, frame_clock
 from edvr_cli.enhance.stream import EnhanceError
 from edvr_cli.image_io import natural_key
+from edvr_cli.output_files import OutputExistsError, output_exists
 from edvr_cli.video import EncoderSettings
 from models.errors import EdvrError
 
@@ -80,7 +81,7 @@ def enhance_many(inputs: list[Path], output_dir: Path, model, settings: EnhanceS
     clash = next((name for name in names if names.count(name) > 1), None)
     if clash is not None:
         raise EnhanceError(f"two inputs would both be written to {clash}; give them different names")
-    outcomes = [Outcome(os.fspath(path), os.fspath(output), skipped=skip_existing and output.exists())
+    outcomes = [Outcome(os.fspath(path), os.fspath(output), skipped=skip_existing and output_exists(output))
                 for path, output in zip(inputs, names)]
     todo = [index for index, outcome in enumerate(outcomes) if not outcome.skipped]
     if pool is not None:
@@ -95,7 +96,7 @@ def enhance_many(inputs: list[Path], output_dir: Path, model, settings: EnhanceS
             outcome.result = enhance(inputs[index], outcome.output, load, settings, encoder, overwrite,
                                      reporter(inputs[index]))
         except (EdvrError, OSError) as error:
-            outcome.error = _one_line(error)
+            outcome.error = _input_error(error)
     return outcomes
 
 
@@ -122,7 +123,7 @@ def _on_pool(inputs, outputs, load, settings, encoder, overwrite, reporter, pool
             except (EdvrError, OSError) as error:
                 if raise_errors:
                     raise
-                outcomes[job_id].error = _one_line(error)
+                outcomes[job_id].error = _input_error(error)
                 continue
             jobs[job_id], reporters[job_id] = job, job.reporter
             tasks += [SegmentTask(job_id, job.input_path, job.settings, segment_output(job), job.source.num_frames,
@@ -218,6 +219,13 @@ def _load_once(model):
         return loaded[0]
 
     return load
+
+
+def _input_error(error: BaseException) -> str:
+    """One input's failure in its row; an existing output also names the way past it."""
+    if isinstance(error, OutputExistsError):
+        return f"{_one_line(error)}, or --skip-existing to keep it"
+    return _one_line(error)
 
 
 def _one_line(error: BaseException) -> str:
