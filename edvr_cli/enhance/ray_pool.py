@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import tempfile
-import threading
 import uuid
 from fractions import Fraction
 from dataclasses import dataclass
@@ -157,23 +155,6 @@ def _user_error(error) -> Exception:
     return EnhanceError(f"a Ray worker failed: {str(error).splitlines()[0]}")
 
 
-_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-
-def _python_signal_handlers() -> dict:
-    return {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
-
-
-def _reinstall(handlers: dict) -> None:
-    """Put back Python's handlers: ray.init sets its own C-level SIGTERM handler (a crash report
-    on stderr, exit status 15), which would bypass the command's clean stop."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for signum, handler in handlers.items():
-        if handler is not None:
-            signal.signal(signum, handler)
-
-
 def import_ray():
     try:
         import ray
@@ -195,16 +176,16 @@ class RayPool:
     def __init__(self, address: str, workers: int | None, network):
         ray = self.ray = import_ray()
         if not ray.is_initialized():
-            handlers = _python_signal_handlers()
+            from edvr_cli.commands.interrupts import python_handlers_kept
+
             # Ray's note that token authentication is on (its default) is not ours to print
             logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
             try:
-                ray.init(address=None if address == "local" else address, include_dashboard=False,
-                         log_to_driver=False, configure_logging=False)
+                with python_handlers_kept():  # ray.init sets a C-level SIGTERM handler of its own
+                    ray.init(address=None if address == "local" else address, include_dashboard=False,
+                             log_to_driver=False, configure_logging=False)
             except (ConnectionError, ValueError, RuntimeError) as error:
                 raise EnhanceError(f"--ray {address}: cannot connect: {str(error).splitlines()[0]}") from None
-            finally:
-                _reinstall(handlers)
         gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = workers or max(gpus, 1)

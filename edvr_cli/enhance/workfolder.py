@@ -23,6 +23,7 @@ from models.errors import EdvrError
 
 MANIFEST_VERSION = 1
 _MANIFEST = "manifest.json"
+_WORK_SUFFIX = ".edvr-work"
 _COMMITTED = re.compile(r"seg-\d{5}(?!\.start$)(\.\w+)?")  # seg-00003.mkv or seg-00003/, not .partial
 
 
@@ -33,7 +34,7 @@ class WorkFolderError(EdvrError, OSError):
 def work_folder_path(output: str | os.PathLike) -> Path:
     """`out/clip.mp4` -> `out/.clip.mp4.edvr-work` (for a frames folder `out/frames/`: `out/.frames.edvr-work`)."""
     target = Path(os.path.abspath(os.fspath(output).rstrip("/\\") or "."))
-    return target.with_name(f".{target.name}.edvr-work")
+    return target.with_name(f".{target.name}{_WORK_SUFFIX}")
 
 
 def kept_segments(output: str | os.PathLike) -> int:
@@ -41,7 +42,7 @@ def kept_segments(output: str | os.PathLike) -> int:
     work folder, and for an output folder of many inputs in the work folders inside it."""
     folders = [work_folder_path(output)]
     if os.path.isdir(output):
-        folders += [entry.path for entry in os.scandir(output) if entry.name.endswith(".edvr-work")]
+        folders += [entry.path for entry in os.scandir(output) if entry.name.endswith(_WORK_SUFFIX)]
     count = 0
     for folder in folders:
         try:
