@@ -16,6 +16,7 @@ from edvr_cli import __version__
 # name -> (module under edvr_cli.commands, one-line help shown by `edvr --help`)
 SUBCOMMANDS = {
     "enhance": ("enhance", "Restore or upscale a video (or a folder of frames) with EDVR."),
+    "compare": ("compare", "Show inputs side by side: a video, zoomed crops or a before/after page."),
     "eval": ("evaluate", "Score restored frames against ground truth (PSNR/SSIM, as the papers do)."),
     "train": ("train", "Train EDVR with the seed's presets (small, large, edvr-m, edvr-l)."),
     "models": ("zoo", "List the named EDVR checkpoints (bundled and published)."),
