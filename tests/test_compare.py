@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from edvr_cli.commands.compare import command
+from edvr_cli.compare.page import display_zoom
 from edvr_cli.compare.panels import GAP, HEADER, most_different_box
 from edvr_cli.video import probe
 from edvr_cli.video.rgb_frames import RgbFrameReader
@@ -146,17 +147,22 @@ def test_the_html_page_loads_in_a_real_browser_and_shows_both_images(clips, tmp_
     shot = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=400,300", "--hide-scrollbars",
-                    f"--screenshot={shot}", output.as_uri()], check=True, capture_output=True, timeout=120)
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=700,600", "--hide-scrollbars",
+                    "--force-device-scale-factor=1", f"--screenshot={shot}", output.as_uri()],
+                   check=True, capture_output=True, timeout=120)
     picture = np.asarray(Image.open(shot).convert("RGB")).astype(int)
-    a, b = decode(clips["a"])[6], decode(clips["b"])[6]  # the middle frame
+    zoom = display_zoom(64)  # 8: the 64x48 panels are shown 512x384, each pixel an 8x8 square
+    a, b = (np.repeat(np.repeat(decode(clips[name])[6], zoom, axis=0), zoom, axis=1) for name in "ab")
 
-    def shows(image: np.ndarray) -> bool:  # the image's left or right quarter, pixel for pixel, somewhere
-        patch = image[20:40, 2:14].astype(int)
-        windows = np.lib.stride_tricks.sliding_window_view(picture, patch.shape)[..., 0, :, :, :]
-        return bool((np.abs(windows - patch).max(axis=(-3, -2, -1)) <= 2).any())
+    def shows(patch: np.ndarray) -> bool:  # this part of a frame, within 2 levels, somewhere on the page
+        patch = patch.astype(int)
+        h, w = patch.shape[:2]
+        ys, xs = np.nonzero((np.abs(picture - patch[0, 0]) <= 2).all(axis=2))
+        return any((np.abs(picture[y:y + h, x:x + w] - patch) <= 2).all()
+                   for y, x in zip(ys, xs) if y + h <= picture.shape[0] and x + w <= picture.shape[1])
 
-    assert shows(a) and shows(b[:, 50:])
+    assert shows(a[240:300, 16:96]) and shows(b[240:300, 416:496])  # A left of the line, B right of it
+    assert not shows(b[240:300, 16:96])  # the slider starts in the middle: B's left part is hidden
 
 
 @pytest.mark.parametrize("names, extra, message", [

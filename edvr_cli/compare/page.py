@@ -12,8 +12,8 @@ import numpy as np
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 16px; background: #f4f4f4; color: #111; }
 h2 { font-size: 15px; margin: 18px 0 6px; }
-.slider { position: relative; display: inline-block; line-height: 0; max-width: 100%; }
-.slider img { image-rendering: pixelated; max-width: 100%; display: block; }
+.slider { position: relative; display: inline-block; line-height: 0; margin: 0 8px 8px 0; }
+.slider img { image-rendering: pixelated; display: block; }
 .slider .after { position: absolute; top: 0; left: 0; width: 100%; height: 100%;
   clip-path: inset(0 50% 0 0); }
 .slider .line { position: absolute; top: 0; bottom: 0; left: 50%; width: 2px; margin-left: -1px;
@@ -49,9 +49,16 @@ def png_data_uri(frame: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _slider(before: str, after: str, before_label: str, after_label: str) -> str:
+def display_zoom(width: int) -> int:
+    """How many times larger a panel `width` pixels wide is shown (whole, crisp pixels): small
+    frames are enlarged to about 512 pixels across, at most 8 times."""
+    return max(1, min(8, 512 // max(1, width)))
+
+
+def _slider(before: str, after: str, before_label: str, after_label: str, width: int) -> str:
     """`after` on the left of the line, `before` on the right; the range input moves the line."""
-    return (f'<div class="slider"><img src="{before}" alt="{html.escape(before_label)}">'
+    return (f'<div class="slider" style="width: {width}px"><img src="{before}" alt="{html.escape(before_label)}"'
+            f' style="width: {width}px">'
             f'<img class="after" src="{after}" alt="{html.escape(after_label)}"><div class="line"></div>'
             f'<span class="tag left">{html.escape(after_label)}</span>'
             f'<span class="tag right">{html.escape(before_label)}</span>'
@@ -83,9 +90,10 @@ def html_page(labels: list[str], shown: list[tuple[int, list[np.ndarray], dict]]
              f'<style>{_STYLE}</style></head><body>']
     for index, panels, row in shown:
         uris = [png_data_uri(panel) for panel in panels]
+        width = panels[0].shape[1] * display_zoom(panels[0].shape[1])
         parts.append(f'<section><h2>frame {index} ({float(index / fps):.3f} s)</h2>')
         for other in range(1, len(panels)):
-            parts.append(_slider(uris[other], uris[0], labels[other], labels[0]))
+            parts.append(_slider(uris[other], uris[0], labels[other], labels[0], width))
         if with_scores:
             parts.append(_scores_table(row))
         parts.append('</section>')
