@@ -38,7 +38,7 @@ class Box(click.ParamType):
         return tuple(int(part) for part in parts)
 
 
-@click.command(name="compare", short_help="Show inputs side by side: a video, zoomed crops or a before/after page.")
+@click.command(name="compare", short_help="Compare videos side by side (video, crops, HTML page).")
 @click.argument("inputs", metavar="A B [C...]", nargs=-1, required=True)
 @click.option("-o", "--output", "output_path", required=True, type=click.Path(),
               help="The comparison: a video (.mp4, .mkv, ...), with --crops a .png, with --html an .html file.")
