@@ -114,6 +114,18 @@ def test_start_2_duration_1_is_frames_50_to_74_of_a_full_run_with_one_second_of_
     assert abs(audio_seconds(output) - 1) <= AAC_FRAME
 
 
+def test_a_range_in_a_compressed_mp4_decodes_from_a_keyframe_before_it_and_equals_the_full_run(model_file,
+                                                                                               tmp_path):
+    clip = make_clip(tmp_path / "gop.mp4", num_frames=60, codec_args=("-c:v", "libx264", "-g", "12", "-bf", "2"),
+                     pix_fmt="yuv420p")
+    model, ffv1 = load_enhance_model(str(model_file)), EncoderSettings(codec="ffv1")
+    enhance(clip, tmp_path / "all.mkv", model, EnhanceSettings(), ffv1)
+    result = enhance(clip, tmp_path / "part.mkv", model, EnhanceSettings(start=Fraction(17, 10)), ffv1)
+    assert result.first_frame == 43 and result.frames == 17  # frames 43 to 59, read from a keyframe near 41
+    assert [md5 for md5, _ in frames_of(tmp_path / "part.mkv")] == [md5 for md5, _ in
+                                                                    frames_of(tmp_path / "all.mkv")[43:]]
+
+
 def test_a_range_to_the_end_in_one_segment(clip, model_file, full_run, tmp_path):
     result = enhance(clip, tmp_path / "end.mkv", load_enhance_model(str(model_file)),
                      EnhanceSettings(start=Fraction(39, 10), segment_frames=0), EncoderSettings(codec="ffv1"))

@@ -22,7 +22,7 @@ from typing import Callable
 
 from edvr_cli.enhance.frame_range import FrameRange, constant_rate_range, frame_range
 from edvr_cli.enhance.planes import FramePlanes, NonFiniteOutputError
-from edvr_cli.enhance.segment_worker import SegmentOutput, restore_segments
+from edvr_cli.enhance.segment_worker import SeekMissed, SegmentOutput, restore_segments
 from edvr_cli.enhance.segments import Segment, plan_segments
 from edvr_cli.enhance.sources import Source, Timing, open_source, open_writer, output_format
 from edvr_cli.enhance.stream import EnhanceError, restore_stream
@@ -251,15 +251,47 @@ def start_progress(job: Job, reporter) -> None:
 
 
 def run_segments(job: Job, todo: list[Segment], reporter) -> None:
-    """Restore `todo` in one pass over the decoded frames, committing each segment as it ends."""
+    """Restore `todo` in one pass over the decoded frames, committing each segment as it ends.
+
+    A range (--start) far into a video decodes from a keyframe shortly before it where seeking
+    is exact (as Ray tasks do), else from the start."""
     settings = job.settings
     start_progress(job, reporter)
-    finished = restore_segments(job.source, job.planes, job.run_batch, Timing(job.source), todo,
-                                job.source.num_frames, job.window, settings.padding, settings.batch,
-                                segment_output(job), lambda segment: job.work.partial_path(segment.index),
-                                on_frame=reporter.advance, notify=job.note)
-    for segment, partial, start in finished:
-        job.work.commit(segment.index, partial, start)
+    clock = _seek_to(job, todo)
+    while True:
+        finished = restore_segments(job.source, job.planes, job.run_batch, Timing(job.source), todo,
+                                    job.source.num_frames, job.window, settings.padding, settings.batch,
+                                    segment_output(job), lambda segment: job.work.partial_path(segment.index),
+                                    on_frame=reporter.advance, notify=job.note, clock=clock)
+        try:
+            for segment, partial, start in finished:
+                job.work.commit(segment.index, partial, start)
+                todo = [other for other in todo if other.index != segment.index]
+            return
+        except SeekMissed:  # the seek landed after the frames needed: decode from the start
+            job.source.close()
+            job.source = open_source(job.input_path, settings.folder_fps, settings.deinterlace, job.note,
+                                     info=job.source.video_info)
+            clock = None
+
+
+def _seek_to(job: Job, todo: list[Segment]):
+    """Reopen a range's source at a seek point before the first frame `todo` reads (a FrameClock
+    to identify frames by), or None to decode from the start as opened."""
+    from edvr_cli.enhance.ray_pool import SEEKABLE_SUFFIXES, frame_clock
+
+    info = job.source.video_info
+    first_input = min(segment.first_input for segment in todo)
+    if (job.frames is None or first_input <= 1 or info is None or info.is_vfr
+            or Path(info.path).suffix.lower() not in SEEKABLE_SUFFIXES):
+        return None
+    clock = frame_clock(job)  # reads the first frame
+    settings = job.settings
+    job.source.close()
+    job.source = open_source(job.input_path, settings.folder_fps, settings.deinterlace, job.note,
+                             seek_seconds=clock.seek_seconds(first_input) if clock is not None else 0.0,
+                             info=info)
+    return clock
 
 
 def finish_job(job: Job) -> None:
