@@ -16,6 +16,7 @@ from edvr_cli import __version__
 # name -> (module under edvr_cli.commands, one-line help shown by `edvr --help`)
 SUBCOMMANDS = {
     "enhance": ("enhance", "Restore or upscale a video (or a folder of frames) with EDVR."),
+    "compare": ("compare", "Compare videos side by side (video, crops, HTML page)."),
     "eval": ("evaluate", "Score restored frames against ground truth (PSNR/SSIM, as the papers do)."),
     "train": ("train", "Train EDVR with the seed's presets (small, large, edvr-m, edvr-l)."),
     "models": ("zoo", "List the named EDVR checkpoints (bundled and published)."),
@@ -62,6 +63,7 @@ def main() -> None:
     \b
     Typical use:
       edvr enhance clip.mp4 -o clip_x4.mp4 --model builtin-sr4
+      edvr compare clip_x4.mp4 clip.mp4 -o side_by_side.mp4
       edvr eval --gt frames/gt --pred frames/restored --lq frames/input
       edvr train --preset small --gt footage/ --degrade compress --val-clips clip07
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edvr_cli.commands.enhance_options import FrameRate, check_crf
+from edvr_cli.commands.enhance_options import FrameRate, TimeValue, check_crf
 from edvr_cli.commands.enhance_report import ProgressReporter, report
 from edvr_cli.commands.messages import one_line
 
@@ -95,6 +95,13 @@ DEFAULT_FOLDER_FPS = "25"
               help="Deinterlace interlaced input first (ffmpeg's bwdif, one output frame per input "
                    "frame). Without it, interlaced frames are restored as they are and written "
                    "interlaced with the input's field order.")
+@click.option("--start", type=TimeValue(), default=None,
+              help="Restore only from this time on (ffmpeg's syntax: 90, 1:30, 00:01:30.5), counted from the "
+                   "first frame, to try settings on a few seconds first. The frames around the range are read "
+                   "as the windows' real neighbours; the output starts at 0, with audio, subtitles and chapters "
+                   "cut to the same range (audio re-encoded, to cut it exactly).  [default: the first frame]")
+@click.option("--duration", type=TimeValue(), default=None,
+              help="Restore only the frames within this long from --start (same syntax).  [default: to the end]")
 @click.option("--segment-frames", type=click.IntRange(min=0), default=DEFAULT_SEGMENT_FRAMES, show_default=True,
               help="Restore in segments of this many frames, each kept in a hidden work folder beside the "
                    "output until the end, so that rerunning the same command after an interruption (Ctrl-C, "
@@ -147,6 +154,7 @@ def command(inputs: tuple[str, ...], output_path: str, as_json: bool, **options)
       edvr enhance frames/ -o clip.mp4 --model ckpt.pth --fps 24000/1001 --crf 12
       edvr enhance clip.mp4 -o out.mp4 --model ckpt.pth --codec libx265 --encoder-arg='-tag:v hvc1'
       edvr enhance film.mkv -o film_qe.mkv                # rerun after Ctrl-C: resumes
+      edvr enhance film.mkv -o try.mkv --start 1:30 --duration 5   # a 5-second preview
       edvr enhance a.mp4 b.mkv videos/ -o restored/       # one output per input
       edvr enhance films/ -o out/ --ray auto --workers 8  # on a running Ray cluster
     """
@@ -196,7 +204,7 @@ def _run(inputs: tuple[str, ...], output_path: str, model: str | None, weights: 
          ensemble: bool, strength: float, codec: str | None, crf: float | None, preset: str | None,
          pix_fmt: str | None, encoder_args: tuple[str, ...], folder_fps: Fraction | None, deinterlace: bool,
          segment_frames: int, ray_address: str | None, workers: int | None, overwrite: bool, skip_existing: bool,
-         quiet: bool, compile_network: bool = False):
+         quiet: bool, compile_network: bool = False, start: Fraction | None = None, duration: Fraction | None = None):
     """Check what Click cannot check alone, then run `enhance` on one input or `enhance_many`."""
     from edvr_cli.enhance import EnhanceSettings
     from edvr_cli.model_choice import load_enhance_model
@@ -219,7 +227,8 @@ def _run(inputs: tuple[str, ...], output_path: str, model: str | None, weights: 
                                tile_overlap=tile_overlap, batch=batch, device=device,
                                precision=precision, ensemble=ensemble, strength=strength,
                                folder_fps=folder_fps if folder_fps is not None else Fraction(DEFAULT_FOLDER_FPS),
-                               deinterlace=deinterlace, segment_frames=segment_frames, compile=compile_network)
+                               deinterlace=deinterlace, segment_frames=segment_frames, compile=compile_network,
+                               start=start, duration=duration)
     # The model is loaded (maybe downloaded) only once the (first) input has been probed.
     loaded = []
 

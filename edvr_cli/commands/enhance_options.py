@@ -30,6 +30,23 @@ class FrameRate(click.ParamType):
         return rate
 
 
+class TimeValue(click.ParamType):
+    """A time in ffmpeg's syntax (90, 90.5, 1:30, 00:01:30.5, 1500ms), as exact seconds."""
+
+    name = "TIME"
+
+    def convert(self, value, param, ctx):
+        from edvr_cli.enhance.frame_range import parse_time
+        from models.errors import EdvrError
+
+        if isinstance(value, Fraction):
+            return value
+        try:
+            return parse_time(value, "")
+        except EdvrError as error:
+            self.fail(str(error).strip(), param, ctx)
+
+
 # The quality scale of encoders whose ffmpeg option range says nothing (x264/x265: "-1 to FLT_MAX").
 CRF_RANGES = {"libx264": (0, 51), "libx264rgb": (0, 51), "libx265": (0, 51)}
 _CRF_OPTION = re.compile(r"^\s+-crf\s+<(\w+)>.*\(from (\S+) to (\S+)\)", re.MULTILINE)

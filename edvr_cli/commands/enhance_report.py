@@ -66,8 +66,9 @@ class ProgressReporter:
     `shared`: one bar for several inputs run side by side (Ray): each start() adds to its total,
     and only finish() closes it."""
 
-    def __init__(self, quiet: bool, shared: bool = False):
+    def __init__(self, quiet: bool, shared: bool = False, desc: str = "enhancing"):
         self.quiet = quiet
+        self.desc = desc
         self.shared = shared
         self.bar = None
 
@@ -78,7 +79,7 @@ class ProgressReporter:
             self.bar.total = (self.bar.total or 0) + (num_frames or 0)
             self.bar.refresh()
             return
-        self.bar = tqdm(total=num_frames, unit="frame", desc="enhancing", disable=self.quiet,
+        self.bar = tqdm(total=num_frames, unit="frame", desc=self.desc, disable=self.quiet,
                         file=sys.stderr, dynamic_ncols=True)
 
     def advance(self) -> None:

@@ -15,12 +15,14 @@ import copy
 import os
 import re
 import time
+from fractions import Fraction
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from edvr_cli.enhance.frame_range import FrameRange, constant_rate_range, frame_range
 from edvr_cli.enhance.planes import FramePlanes, NonFiniteOutputError
-from edvr_cli.enhance.segment_worker import SegmentOutput, restore_segments
+from edvr_cli.enhance.segment_worker import SeekMissed, SegmentOutput, restore_segments
 from edvr_cli.enhance.segments import Segment, plan_segments
 from edvr_cli.enhance.sources import Source, Timing, open_source, open_writer, output_format
 from edvr_cli.enhance.stream import EnhanceError, restore_stream
@@ -66,6 +68,16 @@ class Job:
     work: WorkFolder | None = None
     reporter: object = None  # the input's Reporter, when jobs run side by side (many.py)
     clock: object = None  # FrameClock where Ray tasks may seek (ray_pool.frame_clock)
+    frames: FrameRange | None = None  # --start/--duration: only these frames are restored
+
+    @property
+    def first_frame(self) -> int:
+        return self.frames.first if self.frames is not None else 0
+
+    @property
+    def frames_wanted(self) -> int | None:
+        """The output's frame count when known up front: the range's, else the source's."""
+        return self.frames.num_frames if self.frames is not None else self.source.num_frames
 
     @property
     def target(self) -> Path:
@@ -112,6 +124,7 @@ def start_job(input_path, output_path, model: LoadedModel | Callable[[], LoadedM
         claim.release()
         raise
     try:
+        frames = chosen_frames(source, settings, input_path)
         loaded = model() if callable(model) else model
         window = checked_window(settings.window, int(loaded.network.num_frame))
         network = loaded.network
@@ -125,7 +138,27 @@ def start_job(input_path, output_path, model: LoadedModel | Callable[[], LoadedM
         claim.release()
         raise
     return Job(os.fspath(input_path), os.fspath(output_path), settings, encoder, claim, source, loaded, network,
-               window, device, out_format, folder_output, note, overwrite, notes)
+               window, device, out_format, folder_output, note, overwrite, notes, frames=frames)
+
+
+def chosen_frames(source: Source, settings, input_path) -> FrameRange | None:
+    """The frames --start/--duration pick (None: all of them), by each frame's time from frame 0."""
+    start, duration = getattr(settings, "start", None), getattr(settings, "duration", None)
+    if start is None and duration is None:
+        return None
+    count_frames_exactly(source)
+    info = source.video_info
+    if info is None or not info.is_vfr:
+        if source.num_frames is None:
+            raise EnhanceError(f"{input_path}: the frame count is unknown, so --start/--duration cannot be placed")
+        return constant_rate_range(source.num_frames, source.fps, start, duration, os.fspath(input_path))
+    scan = scan_packets(info.path, info.video_index, max_scan_seconds=float("inf"))
+    pts = sorted(scan.pts)
+    if not scan.complete or not pts:
+        raise EnhanceError(f"{input_path}: its frame times cannot be read, so --start/--duration cannot be placed")
+    times = [(value - pts[0]) * scan.time_base for value in pts]
+    end = times[-1] + (scan.last_duration * scan.time_base if scan.last_duration else 1 / Fraction(source.fps))
+    return frame_range(times, end, start, duration, os.fspath(input_path))
 
 
 def run_single(job: Job, reporter, open_writer: Callable[..., object] = open_writer) -> None:
@@ -147,7 +180,10 @@ def run_single(job: Job, reporter, open_writer: Callable[..., object] = open_wri
 
 
 def wants_segments(job: Job) -> bool:
-    """Segments need the exact frame count up front, and more frames than one segment."""
+    """Segments need the exact frame count up front, and more frames than one segment. A range
+    (--start/--duration) is always restored as segments: they read the real frames around it."""
+    if job.frames is not None:
+        return True
     if job.settings.segment_frames <= 0:
         return False
     count_frames_exactly(job.source)
@@ -168,14 +204,15 @@ def count_frames_exactly(source: Source) -> None:
 def plan_job(job: Job) -> list[Segment]:
     """The segment plan and the work folder; returns the segments still to restore."""
     settings = job.settings
-    job.segments = plan_segments(job.source.num_frames, settings.segment_frames, job.window, settings.padding)
+    job.segments = plan_segments(job.source.num_frames, settings.segment_frames, job.window, settings.padding,
+                                 job.first_frame, job.first_frame + job.frames_wanted)
     job.work = WorkFolder(work_folder_path(job.output_path), job_manifest(job),
                           "" if job.folder_output else job.target.suffix)
     if job.work.started_over:
         job.note(f"{job.work.path}: made for another input, model or options; starting over")
     todo = [segment for segment in job.segments if not job.work.is_done(segment.index)]
     job.reused = len(job.segments) - len(todo)
-    job.reused_frames = job.source.num_frames - sum(segment.num_frames for segment in todo)
+    job.reused_frames = job.frames_wanted - sum(segment.num_frames for segment in todo)
     if job.reused:
         job.note(f"resuming: {job.reused} of {len(job.segments)} segments already restored "
                  f"({job.reused_frames} frames), {len(todo)} to go")
@@ -202,27 +239,59 @@ def job_manifest(job: Job) -> dict:
 
 
 def segment_output(job: Job) -> SegmentOutput:
-    return SegmentOutput(job.out_format, job.encoder, job.folder_output, job.settings.deinterlace)
+    return SegmentOutput(job.out_format, job.encoder, job.folder_output, job.settings.deinterlace, job.first_frame)
 
 
 def start_progress(job: Job, reporter) -> None:
     """The progress bar's total, with the frames of reused segments already counted."""
-    reporter.start(job.source.num_frames)
+    reporter.start(job.frames_wanted)
     resumed = getattr(reporter, "resumed", None)  # a Reporter of an older interface has none
     if resumed is not None and job.reused_frames:
         resumed(job.reused_frames)
 
 
 def run_segments(job: Job, todo: list[Segment], reporter) -> None:
-    """Restore `todo` in one pass over the decoded frames, committing each segment as it ends."""
+    """Restore `todo` in one pass over the decoded frames, committing each segment as it ends.
+
+    A range (--start) far into a video decodes from a keyframe shortly before it where seeking
+    is exact (as Ray tasks do), else from the start."""
     settings = job.settings
     start_progress(job, reporter)
-    finished = restore_segments(job.source, job.planes, job.run_batch, Timing(job.source), todo,
-                                job.source.num_frames, job.window, settings.padding, settings.batch,
-                                segment_output(job), lambda segment: job.work.partial_path(segment.index),
-                                on_frame=reporter.advance, notify=job.note)
-    for segment, partial, start in finished:
-        job.work.commit(segment.index, partial, start)
+    clock = _seek_to(job, todo)
+    while True:
+        finished = restore_segments(job.source, job.planes, job.run_batch, Timing(job.source), todo,
+                                    job.source.num_frames, job.window, settings.padding, settings.batch,
+                                    segment_output(job), lambda segment: job.work.partial_path(segment.index),
+                                    on_frame=reporter.advance, notify=job.note, clock=clock)
+        try:
+            for segment, partial, start in finished:
+                job.work.commit(segment.index, partial, start)
+                todo = [other for other in todo if other.index != segment.index]
+            return
+        except SeekMissed:  # the seek landed after the frames needed: decode from the start
+            job.source.close()
+            job.source = open_source(job.input_path, settings.folder_fps, settings.deinterlace, job.note,
+                                     info=job.source.video_info)
+            clock = None
+
+
+def _seek_to(job: Job, todo: list[Segment]):
+    """Reopen a range's source at a seek point before the first frame `todo` reads (a FrameClock
+    to identify frames by), or None to decode from the start as opened."""
+    from edvr_cli.enhance.ray_pool import SEEKABLE_SUFFIXES, frame_clock
+
+    info = job.source.video_info
+    first_input = min(segment.first_input for segment in todo)
+    if (job.frames is None or first_input <= 1 or info is None or info.is_vfr
+            or Path(info.path).suffix.lower() not in SEEKABLE_SUFFIXES):
+        return None
+    clock = frame_clock(job)  # reads the first frame
+    settings = job.settings
+    job.source.close()
+    job.source = open_source(job.input_path, settings.folder_fps, settings.deinterlace, job.note,
+                             seek_seconds=clock.seek_seconds(first_input) if clock is not None else 0.0,
+                             info=info)
+    return clock
 
 
 def finish_job(job: Job) -> None:
@@ -235,9 +304,13 @@ def finish_job(job: Job) -> None:
         else:
             info = job.source.video_info
             starts = [job.work.start_of(segment.index) for segment in job.segments]
-            join_segments(paths, starts, job.staging, info, job.encoder.codec,
-                          info.start_offset if info is not None else 0, notify=job.note)
-        job.num_frames = job.segments[-1].stop
+            offset = info.start_offset if info is not None else Fraction(0)
+            if job.frames is None:
+                join_segments(paths, starts, job.staging, info, job.encoder.codec, offset, notify=job.note)
+            else:  # the output starts at the range's first frame; the other streams are cut to it
+                join_segments(paths, starts, job.staging, info, job.encoder.codec, notify=job.note,
+                              source_cut=(offset + job.frames.start_time, job.frames.seconds))
+        job.num_frames = job.segments[-1].stop - job.first_frame
     job.claim.commit(job.staging, job.overwrite)
     if job.work is not None:
         job.work.remove()

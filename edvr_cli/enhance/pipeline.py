@@ -57,6 +57,10 @@ class EnhanceSettings:
         compile: run the network through torch.compile (True = inductor, or a backend name);
             the first windows of each new size are slow while it compiles; falls back to the
             plain network, with a note, if compiling fails (see ModelRunner).
+        start, duration: restore only the frames whose time (seconds from the first frame) is in
+            [start, start + duration) (`frame_range`); None = from the first / to the last frame.
+            Their windows read the real frames around the range, and the output starts at 0
+            with the other streams cut to the range.
     """
 
     window: int | None = None
@@ -72,6 +76,8 @@ class EnhanceSettings:
     deinterlace: bool = False
     segment_frames: int = 0
     compile: bool | str = False
+    start: Fraction | None = None
+    duration: Fraction | None = None
 
 
 class Reporter:
@@ -120,6 +126,7 @@ class EnhanceResult:
     variable_frame_rate: bool
     segments: int = 1  # segments the output was made of (1 = a single pass)
     segments_reused: int = 0  # of those, restored by an earlier interrupted run
+    first_frame: int = 0  # the input frame the output starts with (--start), counted from 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -173,7 +180,7 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
 def job_result(job: Job) -> EnhanceResult:
     """The --json summary of a finished job."""
     source, settings = job.source, job.settings
-    if source.num_frames is not None and job.num_frames != source.num_frames:
+    if job.frames is None and source.num_frames is not None and job.num_frames != source.num_frames:
         job.note(f"{job.input_path}: decoded {job.num_frames} frames where the container announced "
                  f"{source.num_frames}; all decoded frames were restored")
     seconds = time.perf_counter() - job.started
@@ -190,7 +197,7 @@ def job_result(job: Job) -> EnhanceResult:
             "codec": used.codec, "crf": used.crf, "preset": used.preset,
             "pix_fmt": getattr(job.writer, "pix_fmt", None) or used.pix_fmt or _chosen_pix_fmt(job)},
         variable_frame_rate=info is not None and info.is_vfr, segments=len(job.segments),
-        segments_reused=job.reused, notes=job.notes)
+        segments_reused=job.reused, first_frame=job.first_frame, notes=job.notes)
 
 
 def _chosen_pix_fmt(job: Job) -> str:

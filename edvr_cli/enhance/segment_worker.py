@@ -60,6 +60,7 @@ class SegmentOutput:
     encoder: EncoderSettings
     folder: bool  # PNG frames instead of a video file
     deinterlaced: bool
+    first_frame: int = 0  # the clip frame written as the output's first (--start): its time is 0, its PNG 000001
 
 
 class ReplayableFrames:
@@ -121,7 +122,7 @@ def restore_segments(source: Source, planes: FramePlanes, run_batch: Callable[[l
             if first and clock is not None and idx > low:
                 raise SeekMissed(f"decoding from the seek point began at frame {idx}, after {low}")
             first = False
-            if idx == 0:
+            if idx == output.first_frame:
                 timing.start_at(frame)
             if idx >= num_frames:
                 raise EnhanceError(f"the input holds more than the {num_frames} frames its container "
@@ -137,10 +138,10 @@ def restore_segments(source: Source, planes: FramePlanes, run_batch: Callable[[l
         first_time: list[Fraction] = []
         with open_writer(path, output.format, timing.time_base, source, output.encoder, folder=output.folder,
                          deinterlaced=output.deinterlaced, notify=notify, segment=True,
-                         start_number=segment.start + 1) as writer:
+                         start_number=segment.start - output.first_frame + 1) as writer:
 
             def write(frame_idx, centre, restored, writer=writer) -> None:
-                pts = timing.pts(centre.frame, frame_idx)
+                pts = timing.pts(centre.frame, frame_idx - output.first_frame)
                 if pts is None and timing.variable:
                     raise EnhanceError("a frame without a timestamp in variable-frame-rate video cannot be "
                                        "placed in a segment; run with --segment-frames 0")

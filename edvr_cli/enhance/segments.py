@@ -36,16 +36,19 @@ class Segment:
         return self.stop - self.start
 
 
-def plan_segments(num_frames: int, segment_frames: int, window: int, padding: str) -> list[Segment]:
-    """Segments of `segment_frames` output frames (0 = one segment) over a clip of `num_frames`."""
+def plan_segments(num_frames: int, segment_frames: int, window: int, padding: str, first: int = 0,
+                  stop: int | None = None) -> list[Segment]:
+    """Segments of `segment_frames` output frames (0 = one segment) over a clip of `num_frames`, or
+    over its frames [first, stop) only (their windows still read the real neighbours outside)."""
     if num_frames < 1:
         raise EnhanceError("the input holds no frames")
     if segment_frames < 0:
         raise EnhanceError(f"--segment-frames must be 0 or more, got {segment_frames}")
-    size = segment_frames or num_frames
+    end = num_frames if stop is None else stop
+    size = segment_frames or end - first
     segments = []
-    for index, start in enumerate(range(0, num_frames, size)):
-        stop = min(start + size, num_frames)
+    for index, start in enumerate(range(first, end, size)):
+        stop = min(start + size, end)
         used = [idx for frame in range(start, stop) for idx in window_indices(frame, num_frames, window, padding)]
         segments.append(Segment(index, start, stop, min(used), max(used)))
     return segments

@@ -46,7 +46,8 @@ def concat_list(segments: Sequence[Path], starts: Sequence[Fraction]) -> str:
 
 def join_segments(segments: Sequence[Path], starts: Sequence[Fraction], output: Path, source: VideoInfo | None,
                   codec: str,
-                  start_offset: Fraction = Fraction(0), notify: Callable[[str], None] | None = None) -> None:
+                  start_offset: Fraction = Fraction(0), notify: Callable[[str], None] | None = None,
+                  source_cut: tuple[Fraction, Fraction] | None = None) -> None:
     """Write `output` from `segments` (same codec and parameters, in order) by stream copy.
 
     Args:
@@ -54,6 +55,8 @@ def join_segments(segments: Sequence[Path], starts: Sequence[Fraction], output: 
         source: probed input whose audio, subtitles, attachments, metadata and chapters go along.
         codec: the segments' encoder (HEVC is tagged hvc1 in MP4/MOV, as a single pass does).
         start_offset: seconds from the source's start to its first video frame.
+        source_cut: (start, length) in seconds from the source's start: only that part of its
+            other streams goes along, from the output's time 0 (a preview of part of a video).
     """
     notify = notify or (lambda message: None)
     if not segments:
@@ -67,8 +70,10 @@ def join_segments(segments: Sequence[Path], starts: Sequence[Fraction], output: 
         args += ["-f", "concat", "-safe", "0", "-i", ffmpeg_path(script)]
         stream_args: list[str] = []
         if source is not None:
+            if source_cut is not None:
+                args += ["-ss", f"{float(source_cut[0]):.6f}", "-t", f"{float(source_cut[1]):.6f}"]
             args += ["-i", ffmpeg_path(source.path)]
-            stream_args = source_stream_args(source, os.fspath(output), notify)
+            stream_args = source_stream_args(source, os.fspath(output), notify, cut=source_cut is not None)
         args += ["-map", "0:v:0", "-c:v", "copy"]
         if codec == "libx265" and Path(output).suffix.lower() in HVC1_CONTAINERS:
             args += ["-tag:v", "hvc1"]

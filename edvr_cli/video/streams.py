@@ -48,14 +48,16 @@ def _muxes(source: str, stream_index: int, suffix: str, codec: str) -> bool:
 
 
 def plan_source_streams(source: str, info: VideoInfo, output_path: str | os.PathLike,
-                        first_output_index: int = 1) -> tuple[list[str], list[str]]:
+                        first_output_index: int = 1, cut: bool = False) -> tuple[list[str], list[str]]:
     """ffmpeg arguments that bring `source`'s audio, subtitle and attachment streams along.
 
     Every such stream is mapped from input 1. Each is copied if the output container takes it
     (ffmpeg tries to write its header into a scratch file of the same type), else transcoded
     (audio -> aac, or opus for WebM; text subtitles -> mov_text for MP4/MOV, webvtt for WebM,
     srt otherwise), else left out. PCM audio becomes aac in MP4 although ffmpeg can store it
-    there: few players read it. Data streams and further video streams are left out.
+    there: few players read it. Data streams and further video streams are left out. With `cut`
+    (part of the source, read with -ss/-t), audio is transcoded too: copied packets would start
+    before the cut and end after it, each by up to a few tens of milliseconds.
 
     Returns:
         (arguments, notes): ffmpeg output arguments, and one line per stream not copied as is.
@@ -72,7 +74,8 @@ def plan_source_streams(source: str, info: VideoInfo, output_path: str | os.Path
                          "attachments are written")
             continue
         prefer_transcode = _TRANSCODE_ANYWAY.get((suffix, stream.kind))
-        copyable = not (prefer_transcode and prefer_transcode.match(stream.codec))
+        copyable = not (prefer_transcode and prefer_transcode.match(stream.codec)) and not (
+            cut and stream.kind == "audio")
         if copyable and _muxes(source, stream.index, suffix, "copy"):
             codec = "copy"
         else:
@@ -80,7 +83,8 @@ def plan_source_streams(source: str, info: VideoInfo, output_path: str | os.Path
             if codec is None or not _muxes(source, stream.index, suffix, codec):
                 notes.append(f"{label} left out: a {suffix or 'this'} file cannot hold it")
                 continue
-            notes.append(f"{label} converted to {codec} for the {suffix} container")
+            notes.append(f"{label} converted to {codec} for the {suffix} container" if not (
+                cut and stream.kind == "audio") else f"{label} re-encoded as {codec} to be cut exactly")
         args += ["-map", f"1:{stream.index}", f"-c:{output_index}", codec]
         output_index += 1
     return args, notes

@@ -69,10 +69,12 @@ def _x265_hdr_params(mastering: str | None, light: tuple[int, int] | None) -> st
     return ":".join(items) or None
 
 
-def source_stream_args(source: VideoInfo, output_path: str, notify: Callable[[str], None]) -> list[str]:
+def source_stream_args(source: VideoInfo, output_path: str, notify: Callable[[str], None],
+                       cut: bool = False) -> list[str]:
     """Output arguments that copy `source` (ffmpeg input 1)'s audio, subtitles, attachments,
-    metadata and chapters into `output_path`; `notify` hears what cannot be copied as is."""
-    stream_args, stream_notes = plan_source_streams(source.path, source, output_path)
+    metadata and chapters into `output_path`; `notify` hears what cannot be copied as is. With
+    `cut` (input 1 is read from a time on, for a while), audio is re-encoded, to be cut exactly."""
+    stream_args, stream_notes = plan_source_streams(source.path, source, output_path, cut=cut)
     for line in stream_notes:
         notify(line)
     return stream_args + ["-map_metadata", "1", "-map_chapters", "1"]
