@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Callable
 
 from edvr_cli.enhance.planes import FramePlanes, NonFiniteOutputError
 from edvr_cli.enhance.segment_worker import SegmentOutput, restore_segments
+from edvr_cli.enhance.output_check import check_output_frames
 from edvr_cli.enhance.segments import Segment, plan_segments
 from edvr_cli.enhance.sources import Source, Timing, open_source, open_writer, output_format
 from edvr_cli.enhance.stream import EnhanceError, restore_stream
@@ -173,7 +175,11 @@ def plan_job(job: Job) -> list[Segment]:
                           "" if job.folder_output else job.target.suffix)
     if job.work.started_over:
         job.note(f"{job.work.path}: made for another input, model or options; starting over")
-    todo = [segment for segment in job.segments if not job.work.is_done(segment.index)]
+    todo = [segment for segment in job.segments if not job.work.is_done(segment.index, segment.num_frames)]
+    for index, problem in job.work.redone:
+        segment = job.segments[index]
+        job.note(f"{job.target}: the finished segment of frames {segment.start + 1}-{segment.stop} kept for resume "
+                 f"is not reused: {problem}; restoring it again")
     job.reused = len(job.segments) - len(todo)
     job.reused_frames = job.source.num_frames - sum(segment.num_frames for segment in todo)
     if job.reused:
@@ -222,7 +228,7 @@ def run_segments(job: Job, todo: list[Segment], reporter) -> None:
                                 segment_output(job), lambda segment: job.work.partial_path(segment.index),
                                 on_frame=reporter.advance, notify=job.note)
     for segment, partial, start in finished:
-        job.work.commit(segment.index, partial, start)
+        job.work.commit(segment.index, partial, segment.num_frames, start)
 
 
 def finish_job(job: Job) -> None:
@@ -236,19 +242,25 @@ def finish_job(job: Job) -> None:
             info = job.source.video_info
             starts = [job.work.start_of(segment.index) for segment in job.segments]
             join_segments(paths, starts, job.staging, info, job.encoder.codec,
-                          info.start_offset if info is not None else 0, notify=job.note)
+                          info.start_offset if info is not None else 0, notify=job.note,
+                          script=job.work.join_script)
         job.num_frames = job.segments[-1].stop
+        check_output_frames(job.staging, job.folder_output, job.num_frames, job.target)
     job.claim.commit(job.staging, job.overwrite)
     if job.work is not None:
         job.work.remove()
 
 
 def _gather_frames(folders: list[Path], staging: Path) -> None:
-    """Move each segment's numbered PNGs into the staging folder."""
+    """Link (or copy) each segment's numbered PNGs into the staging folder: the segments stay
+    whole until the output is in place, so a failure here loses no finished work."""
     staging.mkdir(parents=True, exist_ok=True)
     for folder in folders:
         for file in sorted(folder.iterdir()):
-            os.replace(file, staging / file.name)
+            try:
+                os.link(file, staging / file.name)
+            except OSError:
+                shutil.copyfile(file, staging / file.name)
 
 
 def close_job(job: Job) -> None:

@@ -191,9 +191,9 @@ def _store(job: Job, index: int, files: dict[str, bytes], start) -> None:
         partial.mkdir()
         for name, data in files.items():
             (partial / name).write_bytes(data)
-        job.work.commit(index, partial)
+        job.work.commit(index, partial, job.segments[index].num_frames)
     else:
-        job.work.store(index, next(iter(files.values())), start)
+        job.work.store(index, next(iter(files.values())), job.segments[index].num_frames, start)
 
 
 def _finish(job: Job, outcome: Outcome, raise_errors: bool) -> None:
