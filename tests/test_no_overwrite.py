@@ -1,0 +1,73 @@
+"""`edvr eval` and `edvr train` never replace a file without being asked, an input never, and
+refuse a bad output path before the work starts, in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+from click.testing import CliRunner
+
+from edvr_cli.cli import main
+from edvr_cli.image_io import write_png
+from tests.clips import make_clip
+
+
+def frames(folder, values):
+    folder.mkdir(parents=True)
+    for index, value in enumerate(values):
+        write_png(folder / f"{index:08d}.png", np.full((16, 16, 3), value, np.uint8))
+    return folder
+
+
+def edvr(*args):
+    return CliRunner().invoke(main, [*map(str, args)])
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0][len("Error: "):]
+
+
+def test_eval_never_writes_a_report_over_one_of_its_inputs(tmp_path):
+    gt, pred = make_clip(tmp_path / "gt.mkv", num_frames=3), make_clip(tmp_path / "pred.mkv", num_frames=3)
+    folder = frames(tmp_path / "frames", [10, 20, 30])
+    kept = {path: path.read_bytes() for path in (gt, pred, folder / "00000001.png")}
+    for args, refused in (
+            (["--gt", gt, "--pred", pred, "--json", gt], gt),
+            (["--gt", gt, "--pred", pred, "--csv", pred, "--overwrite"], pred),
+            (["--gt", folder, "--pred", folder, "--json", folder / "00000001.png", "--overwrite"],
+             folder / "00000001.png")):
+        assert one_line_error(edvr("eval", *args)) == (
+            f"{refused}: is one of the inputs; {args[4]} would replace it, choose another name")
+    assert {path: path.read_bytes() for path in kept} == kept
+
+
+def test_eval_replaces_an_existing_report_only_with_overwrite(tmp_path):
+    gt = frames(tmp_path / "gt", [10, 20])
+    pred = frames(tmp_path / "pred", [11, 20])
+    report = tmp_path / "scores.json"
+    report.write_text("the user's notes")
+    assert one_line_error(edvr("eval", "--gt", gt, "--pred", pred, "--json", report)) == (
+        f"{report}: already exists; pass --overwrite to replace it")
+    assert report.read_text() == "the user's notes"
+    done = edvr("eval", "--gt", gt, "--pred", pred, "--json", report, "--overwrite")
+    assert done.exit_code == 0, done.output
+    assert '"psnr"' in report.read_text()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["gt", "pred", "scores.json"]
+
+
+def test_eval_checks_the_report_folders_before_scoring(tmp_path, monkeypatch):
+    import edvr_cli.evaluate.scoring as scoring
+
+    gt = frames(tmp_path / "gt", [10, 20])
+    scored = []
+    monkeypatch.setattr(scoring, "evaluate", lambda *args, **kwargs: scored.append(1))
+    for option in ("--json", "--csv"):
+        report = tmp_path / "missing" / "scores.out"
+        assert one_line_error(edvr("eval", "--gt", gt, "--pred", gt, option, report)) == (
+            f"{report}: its folder {tmp_path / 'missing'} does not exist")
+    assert one_line_error(edvr("eval", "--gt", gt, "--pred", gt, "--json", tmp_path / "s", "--csv",
+                               tmp_path / "s")) == f"{tmp_path / 's'}: named by both --json and --csv; give each its own file"
+    assert scored == []
