@@ -71,3 +71,35 @@ def test_eval_checks_the_report_folders_before_scoring(tmp_path, monkeypatch):
     assert one_line_error(edvr("eval", "--gt", gt, "--pred", gt, "--json", tmp_path / "s", "--csv",
                                tmp_path / "s")) == f"{tmp_path / 's'}: named by both --json and --csv; give each its own file"
     assert scored == []
+
+
+def test_train_refuses_a_folder_holding_a_run_without_resume_or_overwrite(tmp_path):
+    from edvr_cli.clip_layout import clip_frames
+    from edvr_cli.train.checkpointing import read_training_checkpoint
+    from edvr_cli.train.runlog import read_log
+
+    for index, frame in enumerate(clip_frames(make_clip(tmp_path / "clip.mkv", 32, 32, 4))):
+        (tmp_path / "gt" / "clip").mkdir(parents=True, exist_ok=True)
+        write_png(tmp_path / "gt" / "clip" / f"{index:03d}.png", frame)
+    run = tmp_path / "run"
+
+    def train(iters, *more):
+        return edvr("train", "--preset", "tiny", "--gt", tmp_path / "gt", "--lq", tmp_path / "gt", "--threads", 1,
+                    "--no-progress", "--cache-dir", tmp_path / "cache", "--iters", iters, "--out", run, *more)
+
+    assert train(3).exit_code == 0
+    kept = {name: (run / name).read_bytes() for name in ("last.pth", "log.jsonl")}
+    assert one_line_error(train(2)) == (
+        f"{run}: holds a training run already (last.pth, log.jsonl); continue it with --resume {run / 'last.pth'}, "
+        f"or pass --overwrite to start a new one there, or choose another --out")
+    assert {name: (run / name).read_bytes() for name in kept} == kept
+    done = train(2, "--overwrite")
+    assert done.exit_code == 0, done.output
+    assert read_training_checkpoint(run / "last.pth")[2]["iteration"] == 2
+    assert max(record.get("iter", 0) for record in read_log(run / "log.jsonl")) == 2  # a new log, not appended
+    done = edvr("train", "--resume", run / "last.pth", "--iters", 3, "--no-progress")
+    assert done.exit_code == 0, done.output
+    (tmp_path / "a_file").write_text("the user's")
+    assert one_line_error(train(2, "--out", tmp_path / "a_file")) == (
+        f"{tmp_path / 'a_file'}: is a file; --out names the run's folder")
+    assert (tmp_path / "a_file").read_text() == "the user's"
