@@ -149,3 +149,22 @@ def test_output_names_a_single_pass_accepts_are_accepted_in_segments(clip12, mod
     assert result.segments == 3 and result.frames == 12
     assert frames_of(output) == single_mkv
     assert sorted(os.listdir(tmp_path)) == [name]
+
+
+def test_a_truncated_input_gives_in_segments_what_one_pass_gives(model_file, tmp_path):
+    # a partly downloaded MP4 (index up front): 12 frames announced, the last one cut short
+    whole = make_clip(tmp_path / "whole.mp4", num_frames=12, pix_fmt="yuv420p",
+                      codec_args=("-c:v", "libx264", "-movflags", "+faststart"))
+    clip = tmp_path / "partial.mp4"
+    clip.write_bytes(whole.read_bytes()[:-10])
+    results = {}
+    for segment_frames in ("0", "4"):
+        output = tmp_path / f"out{segment_frames}.mkv"
+        done = rerun(clip, str(output), model_file, "--segment-frames", segment_frames, "--json")
+        assert done.returncode == 0, done.stderr
+        results[segment_frames] = json.loads(done.stdout), frames_of(output)
+    (single, single_frames), (segmented, segmented_frames) = results["0"], results["4"]
+    assert single["frames"] == segmented["frames"] == len(single_frames) == 11
+    assert segmented_frames == single_frames
+    assert segmented["notes"] == single["notes"] == [
+        f"{clip}: decoded 11 frames where the container announced 12; all decoded frames were restored"]

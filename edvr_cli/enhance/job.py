@@ -23,7 +23,7 @@ from typing import Callable
 from edvr_cli.enhance.planes import FramePlanes, NonFiniteOutputError
 from edvr_cli.enhance.segment_worker import SegmentOutput, restore_segments
 from edvr_cli.enhance.output_check import check_output_frames
-from edvr_cli.enhance.segments import Segment, plan_segments
+from edvr_cli.enhance.segments import InputEndedEarly, Segment, plan_segments, same_windows
 from edvr_cli.enhance.sources import Source, Timing, open_source, open_writer, output_format
 from edvr_cli.enhance.stream import EnhanceError, restore_stream
 from edvr_cli.enhance.workfolder import WorkFolder, file_fingerprint, file_hash, folder_fingerprint, work_folder_path
@@ -220,15 +220,46 @@ def start_progress(job: Job, reporter) -> None:
 
 
 def run_segments(job: Job, todo: list[Segment], reporter) -> None:
-    """Restore `todo` in one pass over the decoded frames, committing each segment as it ends."""
-    settings = job.settings
+    """Restore `todo` in one pass over the decoded frames, committing each segment as it ends.
+
+    An input that ends before the frame count its container announced (a truncated file) gets
+    what one pass gives: the frames that decode, padded at their real end. The segments that
+    read near that end are planned again and restored in a second pass."""
     start_progress(job, reporter)
+    try:
+        _restore_and_commit(job, todo, job.source.num_frames, reporter)
+    except InputEndedEarly as ended:
+        if ended.decoded is None or ended.decoded < 1:
+            raise
+        _restore_and_commit(job, replan_shorter(job, ended.decoded), ended.decoded, reporter)
+
+
+def _restore_and_commit(job: Job, todo: list[Segment], num_frames: int, reporter) -> None:
+    settings = job.settings
     finished = restore_segments(job.source, job.planes, job.run_batch, Timing(job.source), todo,
-                                job.source.num_frames, job.window, settings.padding, settings.batch,
+                                num_frames, job.window, settings.padding, settings.batch,
                                 segment_output(job), lambda segment: job.work.partial_path(segment.index),
                                 on_frame=reporter.advance, notify=job.note)
     for segment, partial, start in finished:
         job.work.commit(segment.index, partial, segment.num_frames, start)
+
+
+def replan_shorter(job: Job, decoded: int) -> list[Segment]:
+    """The plan for the `decoded` frames the input really holds; finished segments it leaves
+    unchanged are kept, the others removed. Reopens the input; returns the segments to restore."""
+    settings = job.settings
+    plan = plan_segments(decoded, settings.segment_frames, job.window, settings.padding)
+    old = job.segments
+    for segment in old:
+        unchanged = (segment.index < len(plan) and plan[segment.index] == segment
+                     and same_windows(segment, decoded, job.source.num_frames, job.window, settings.padding))
+        if not unchanged or not job.work.is_done(segment.index, segment.num_frames):
+            job.work.discard(segment.index)
+    job.segments = plan
+    job.source.close()
+    job.source = open_source(job.input_path, settings.folder_fps, settings.deinterlace, job.note,
+                             info=job.source.video_info)
+    return [segment for segment in plan if not job.work.is_done(segment.index, segment.num_frames)]
 
 
 def finish_job(job: Job) -> None:

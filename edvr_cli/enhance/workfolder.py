@@ -132,9 +132,16 @@ class WorkFolder:
         if problem is None:
             return True
         self.redone.append((index, problem))
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-        self._record_path(index).unlink(missing_ok=True)
+        self.discard(index)
         return False
+
+    def discard(self, index: int) -> None:
+        """Remove segment `index`, finished or partial, and its record."""
+        for path in [self.segment_path(index), self._record_path(index), *self.path.glob(f"seg-{index:05d}.partial*")]:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
 
     def start_of(self, index: int) -> Fraction:
         """The time of a finished segment's first frame, seconds from the clip's first frame."""
