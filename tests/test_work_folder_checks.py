@@ -16,7 +16,7 @@ import pytest
 
 import edvr_cli.enhance.job as job_module
 import edvr_cli.enhance.pipeline as pipeline
-from edvr_cli.enhance import EnhanceSettings, enhance
+from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance
 from edvr_cli.enhance.workfolder import work_folder_path
 from edvr_cli.model_choice import load_enhance_model
 from tests.clips import make_clip
@@ -168,3 +168,12 @@ def test_a_truncated_input_gives_in_segments_what_one_pass_gives(model_file, tmp
     assert segmented_frames == single_frames
     assert segmented["notes"] == single["notes"] == [
         f"{clip}: decoded 11 frames where the container announced 12; all decoded frames were restored"]
+
+
+@pytest.mark.parametrize("segment_frames", [0, 4])
+def test_notes_name_the_output_never_a_hidden_file(model_file, tmp_path, segment_frames):
+    clip = make_clip(tmp_path / "in.mkv", num_frames=8, pix_fmt="yuv444p")
+    output = tmp_path / "out.avi"
+    result = enhance(clip, output, load_enhance_model(str(model_file)), EnhanceSettings(segment_frames=segment_frames),
+                     EncoderSettings(codec="mpeg4"))
+    assert result.notes == [f"{output}: frames converted from yuv444p to yuv420p for mpeg4"]

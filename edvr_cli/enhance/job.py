@@ -29,7 +29,7 @@ from edvr_cli.enhance.stream import EnhanceError, restore_stream
 from edvr_cli.enhance.workfolder import WorkFolder, file_fingerprint, file_hash, folder_fingerprint, work_folder_path
 from edvr_cli.inference import ModelRunner, choose_device
 from edvr_cli.model_choice import LoadedModel
-from edvr_cli.output_files import OutputClaim, check_paths, claim_output, is_folder_output
+from edvr_cli.output_files import OutputClaim, check_paths, claim_output, is_folder_output, temporary_output_path
 from edvr_cli.video import EncoderSettings, Frame, VideoError, resolve_encoder
 from edvr_cli.video.join import join_segments
 from edvr_cli.video.packets import scan_packets
@@ -100,14 +100,16 @@ def start_job(input_path, output_path, model: LoadedModel | Callable[[], LoadedM
     folder_output = is_folder_output(output_path)
     encoder = resolve_encoder(encoder, Path(output_path))
     notes: list[str] = []
+    # One run per output: a second one refuses here; staging left by a killed run is removed.
+    claim = claim_output(output_path, overwrite)
+    hidden = hidden_paths(output_path, claim.tag)
 
     def note(message: str) -> None:
+        message = hidden.sub(lambda match: os.fspath(Path(output_path)), message)  # the writers name their file
         if message not in notes:  # each segment's writer would say the same again
             notes.append(message)
             reporter.note(message)
 
-    # One run per output: a second one refuses here; staging left by a killed run is removed.
-    claim = claim_output(output_path, overwrite)
     try:
         source = open_source(input_path, settings.folder_fps, settings.deinterlace, note)
     except BaseException:
@@ -128,6 +130,17 @@ def start_job(input_path, output_path, model: LoadedModel | Callable[[], LoadedM
         raise
     return Job(os.fspath(input_path), os.fspath(output_path), settings, encoder, claim, source, loaded, network,
                window, device, out_format, folder_output, note, overwrite, notes)
+
+
+def hidden_paths(output_path, tag: str) -> re.Pattern:
+    """This run's hidden staging entry and the work folder's segment files, as the writers and
+    ffmpeg name them (as given or absolute, `file:` or not): lines for the user name the output."""
+    target = Path(os.fspath(output_path).rstrip("/\\") or ".")
+    staging = [target.parent / f".{target.name}.{tag}.partial", temporary_output_path(target, tag)]
+    names = {os.fspath(path) for entry in staging for path in (entry, Path(os.path.abspath(entry)))}
+    work = re.escape(os.fspath(work_folder_path(output_path))) + r"/seg-\d+(\.partial)?[^\s:]*"
+    alternatives = "|".join([work, *(re.escape(name) for name in sorted(names, key=len, reverse=True))])
+    return re.compile(rf"(?:file:)?(?:{alternatives})")
 
 
 def run_single(job: Job, reporter, open_writer: Callable[..., object] = open_writer) -> None:
