@@ -68,8 +68,8 @@ def test_eval_checks_the_report_folders_before_scoring(tmp_path, monkeypatch):
         report = tmp_path / "missing" / "scores.out"
         assert one_line_error(edvr("eval", "--gt", gt, "--pred", gt, option, report)) == (
             f"{report}: its folder {tmp_path / 'missing'} does not exist")
-    assert one_line_error(edvr("eval", "--gt", gt, "--pred", gt, "--json", tmp_path / "s", "--csv",
-                               tmp_path / "s")) == f"{tmp_path / 's'}: named by both --json and --csv; give each its own file"
+    assert one_line_error(edvr("eval", "--gt", gt, "--pred", gt, "--json", tmp_path / "s", "--csv", tmp_path / "s")) == (
+        f"{tmp_path / 's'}: named by both --json and --csv; give each its own file")
     assert scored == []
 
 

@@ -177,3 +177,24 @@ def test_notes_name_the_output_never_a_hidden_file(model_file, tmp_path, segment
     result = enhance(clip, output, load_enhance_model(str(model_file)), EnhanceSettings(segment_frames=segment_frames),
                      EncoderSettings(codec="mpeg4"))
     assert result.notes == [f"{output}: frames converted from yuv444p to yuv420p for mpeg4"]
+
+
+def test_a_full_disk_while_a_segment_is_kept_names_the_output(clip12, model_file, tmp_path, monkeypatch):
+    import errno
+
+    import edvr_cli.enhance.workfolder as workfolder
+
+    write = workfolder._write_synced
+
+    def disk_full_for_segments(path, data):
+        if path.name == "manifest.json":
+            return write(path, data)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path) + ".partial")
+
+    monkeypatch.setattr(workfolder, "_write_synced", disk_full_for_segments)
+    output = tmp_path / "out.mkv"
+    with pytest.raises(Exception) as raised:
+        enhance(clip12, output, load_enhance_model(str(model_file)), EnhanceSettings(segment_frames=4), FFV1)
+    assert str(raised.value) == (f"{output}: a finished segment could not be kept (no space left on device); "
+                                 f"make room and run the same command again")
+    assert not output.exists()

@@ -12,6 +12,7 @@ Plain runs, runs over many inputs and Ray runs (`ray_pool.py`) all go through th
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import re
 import shutil
@@ -254,7 +255,18 @@ def _restore_and_commit(job: Job, todo: list[Segment], num_frames: int, reporter
                                 segment_output(job), lambda segment: job.work.partial_path(segment.index),
                                 on_frame=reporter.advance, notify=job.note)
     for segment, partial, start in finished:
-        job.work.commit(segment.index, partial, segment.num_frames, start)
+        commit_segment(job, segment.index, partial, start)
+
+
+def commit_segment(job: Job, index: int, partial: Path, start) -> None:
+    """Keep a finished segment for the join and for resume (WorkFolder.commit); a failure to
+    write it (a full disk) names the user's output, not the hidden work folder."""
+    try:
+        job.work.commit(index, partial, job.segments[index].num_frames, start)
+    except OSError as error:
+        reason = "no space left on device" if error.errno == errno.ENOSPC else error.strerror or str(error)
+        raise EnhanceError(f"{job.target}: a finished segment could not be kept ({reason}); make room and run "
+                           f"the same command again") from None
 
 
 def replan_shorter(job: Job, decoded: int) -> list[Segment]:
@@ -354,5 +366,5 @@ def checked_window(asked: int | None, num_frame: int) -> int:
     return window
 
 
-__all__ = ["Job", "start_job", "run_single", "wants_segments", "plan_job", "run_segments", "finish_job",
-           "close_job", "explain_failure", "checked_window", "segment_output"]
+__all__ = ["Job", "start_job", "run_single", "wants_segments", "plan_job", "run_segments", "commit_segment",
+           "finish_job", "close_job", "explain_failure", "checked_window", "segment_output"]

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from edvr_cli.clip_layout import VIDEO_SUFFIXES
-from edvr_cli.enhance.job import (Job, close_job, count_frames_exactly, explain_failure, finish_job, plan_job,
-                                  segment_output, start_job, start_progress)
+from edvr_cli.enhance.job import (Job, close_job, commit_segment, count_frames_exactly, explain_failure, finish_job,
+                                  plan_job, segment_output, start_job, start_progress)
 from edvr_cli.enhance.pipeline import EnhanceResult, EnhanceSettings, Reporter, enhance, job_result, note_source
 from edvr_cli.enhance.ray_pool import RayPool, SegmentTask, frame_clock
 from edvr_cli.enhance.stream import EnhanceError
@@ -186,14 +186,14 @@ def _prepare(path, output, load, settings, encoder, overwrite, reporter, segment
 
 def _store(job: Job, index: int, files: dict[str, bytes], start) -> None:
     """Commit a segment an actor returned."""
+    partial = job.work.partial_path(index, ".received")
     if job.folder_output:
-        partial = job.work.partial_path(index, ".received")
         partial.mkdir()
         for name, data in files.items():
             (partial / name).write_bytes(data)
-        job.work.commit(index, partial, job.segments[index].num_frames)
     else:
-        job.work.store(index, next(iter(files.values())), job.segments[index].num_frames, start)
+        partial.write_bytes(next(iter(files.values())))
+    commit_segment(job, index, partial, start)
 
 
 def _finish(job: Job, outcome: Outcome, raise_errors: bool) -> None:

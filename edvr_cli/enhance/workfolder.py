@@ -179,12 +179,6 @@ class WorkFolder:
         _fsync(self.path)
         return final
 
-    def store(self, index: int, data: bytes, num_frames: int, start: Fraction | None) -> Path:
-        """Commit a segment received as bytes (from a Ray worker)."""
-        partial = self.partial_path(index, ".received")
-        partial.write_bytes(data)
-        return self.commit(index, partial, num_frames, start)
-
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 
