@@ -1,5 +1,6 @@
-"""`edvr eval` and `edvr train` never replace a file without being asked, an input never, and
-refuse a bad output path before the work starts, in one line."""
+"""`edvr eval` and `edvr train` never replace a file without being asked, an input never; bad
+output paths (eval's reports, train's --out, export's -o) are refused before the work starts, in one
+line, and a refused run leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -103,3 +104,25 @@ def test_train_refuses_a_folder_holding_a_run_without_resume_or_overwrite(tmp_pa
     assert one_line_error(train(2, "--out", tmp_path / "a_file")) == (
         f"{tmp_path / 'a_file'}: is a file; --out names the run's folder")
     assert (tmp_path / "a_file").read_text() == "the user's"
+
+
+def test_export_to_a_path_ending_in_a_slash_is_refused_not_written_as_a_file(tmp_path):
+    assert one_line_error(edvr("export", "-o", f"{tmp_path}/x.onnx/")) == (
+        f"{tmp_path}/x.onnx/: names a folder; name the .onnx file to write, e.g. {tmp_path / 'x.onnx' / 'model.onnx'}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_batch_leaves_no_empty_output_folder(tmp_path):
+    clip = make_clip(tmp_path / "a.mkv", num_frames=3)
+    (tmp_path / "b").mkdir()
+    make_clip(tmp_path / "b" / "a.mkv", num_frames=3)
+    done = edvr("enhance", clip, tmp_path / "b" / "a.mkv", "-o", f"{tmp_path}/new/out/")
+    assert done.exit_code != 0 and "would both be written to" in done.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.mkv", "b"]
+
+
+def test_a_damaged_png_is_one_line_without_advice_to_install_plugins(tmp_path):
+    folder = frames(tmp_path / "frames", [10, 20])
+    (folder / "00000001.png").write_bytes(b"not an image at all")
+    assert one_line_error(edvr("eval", "--gt", folder, "--pred", folder)) == (
+        f"{folder / '00000001.png'}: cannot read image (damaged, or not the image format its name says)")

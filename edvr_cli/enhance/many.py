@@ -74,7 +74,20 @@ def enhance_many(inputs: list[Path], output_dir: Path, model, settings: EnhanceS
         pool: a RayPool: segments of all inputs run on its actors.
         skip_existing: an input whose output exists is not run (`Outcome.skipped`).
     """
+    made = [folder for folder in (output_dir, *output_dir.parents) if not folder.exists()]
     output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _enhance_into(inputs, output_dir, model, settings, encoder, overwrite, reporter, pool, skip_existing)
+    finally:
+        for folder in made:  # a batch that wrote nothing leaves no empty folders behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty: it holds outputs
+
+
+def _enhance_into(inputs, output_dir, model, settings, encoder, overwrite, reporter, pool, skip_existing):
+    """enhance_many once `output_dir` exists."""
     reporter = reporter or (lambda path: Reporter())
     load = _load_once(model)
     names = [output_for(path, output_dir) for path in inputs]
