@@ -188,7 +188,8 @@ def plan_job(job: Job) -> list[Segment]:
     job.work = WorkFolder(work_folder_path(job.output_path), job_manifest(job),
                           "" if job.folder_output else job.target.suffix)
     if job.work.started_over:
-        job.note(f"{job.work.path}: made for another input, model or options; starting over")
+        job.note(f"{job.target}: the finished segments kept for resume were made for another input, model or "
+                 f"options; starting over")
     todo = [segment for segment in job.segments if not job.work.is_done(segment.index, segment.num_frames)]
     for index, problem in job.work.redone:
         segment = job.segments[index]

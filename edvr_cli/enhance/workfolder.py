@@ -146,19 +146,21 @@ class WorkFolder:
     def start_of(self, index: int) -> Fraction:
         """The time of a finished segment's first frame, seconds from the clip's first frame."""
         record = self._record(index)
-        try:
-            return Fraction(record["start"])
-        except (TypeError, KeyError, ValueError, ZeroDivisionError):
-            raise WorkFolderError(f"{self.path}: the record of finished segment {index + 1} is unreadable; "
-                                  f"run the same command again to restore that segment anew") from None
+        if record is None:  # checked by is_done: only another program can have changed it since
+            raise WorkFolderError(f"{self.path}: the record of finished segment {index + 1} changed during the "
+                                  f"run; run the same command again to restore that segment anew")
+        return Fraction(record["start"])
 
     def _record_path(self, index: int) -> Path:
         return self.path / f"seg-{index:05d}.record"
 
     def _record(self, index: int) -> dict | None:
+        """A segment's record, None when missing or unreadable (a video's must hold its start)."""
         try:
             record = json.loads(self._record_path(index).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            if self.suffix:
+                Fraction(record["start"])
+        except (OSError, ValueError, TypeError, KeyError, ZeroDivisionError):
             return None
         return record if isinstance(record, dict) else None
 
