@@ -129,8 +129,10 @@ FIELD_NAMES = {"frames": "num_frame", "blocks": "num_reconstruct_block", "extrac
 @click.option("--identity-start", is_flag=True, default=None, help="Zero the last conv so training "
               "starts from the input itself (useful for short compressed-video runs).")
 @click.option("--resume", type=PATH, help="Continue exactly from a run's last.pth (its configuration wins).")
+@click.option("--overwrite", is_flag=True, help="Start a new run in an --out folder that holds one (its "
+                                                 "checkpoints and log are removed when the new run starts).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars.")
-def command(preset: str, print_config: bool, progress: bool, **options) -> None:
+def command(preset: str, print_config: bool, progress: bool, overwrite: bool, **options) -> None:
     """Train EDVR on your footage with the seed's recipes.
 
     \b
@@ -152,7 +154,7 @@ def command(preset: str, print_config: bool, progress: bool, **options) -> None:
     """
     with stop_on_signals() as received, signals_seen() as seen:
         try:
-            result, config = _train(preset, print_config, progress, options)
+            result, config = _train(preset, print_config, progress, options, overwrite)
         except KeyboardInterrupt as interrupt:  # before the loop, or a second Ctrl-C inside it
             signum = signum_of(interrupt, received)
             raise Interrupted(interrupted_message("training stopped", signum), signum) from None
@@ -166,10 +168,11 @@ def command(preset: str, print_config: bool, progress: bool, **options) -> None:
             f"continue with --resume {Path(config.out) / 'last.pth'}", signum), signum)
 
 
-def _train(preset: str, print_config: bool, progress: bool, options: dict):
+def _train(preset: str, print_config: bool, progress: bool, options: dict, overwrite: bool):
     """Resolve the configuration and train; returns (TrainResult or None for --print-config, config)."""
     from edvr_cli.train.config import format_config, resolve_config, resume_config
     from edvr_cli.train.loop import train
+    from edvr_cli.train.run_folder import check_run_folder
     from models.errors import EdvrError
 
     overrides = {FIELD_NAMES.get(key, key): value for key, value in options.items() if value is not None}
@@ -188,8 +191,9 @@ def _train(preset: str, print_config: bool, progress: bool, options: dict):
         if print_config:
             click.echo(format_config(config))
             return None, config
+        check_run_folder(config.out, config.resume, overwrite)  # before the data is loaded
         from tqdm import tqdm
 
-        return train(config, show_progress=progress, echo=tqdm.write), config
+        return train(config, show_progress=progress, echo=tqdm.write, replace_run=overwrite), config
     except EdvrError as error:  # anything else is a bug: its traceback helps
         raise click.ClickException(str(error)) from None
