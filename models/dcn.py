@@ -9,6 +9,7 @@ import math
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.dcn_ops import modulated_deform_conv2d, modulated_deform_conv2d_reference  # noqa: F401 (re-exported)
@@ -77,14 +78,25 @@ class DCNv2Pack(nn.Module):
         nn.init.zeros_(self.conv_offset.weight)
         nn.init.zeros_(self.conv_offset.bias)
 
+    def _offset_and_mask(self, offset_feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """conv_offset's output split as BasicSR does (first two thirds: offsets, last third:
+        mask logits, through a sigmoid)."""
+        conv = self.conv_offset
+        num_offsets = 2 * conv.out_channels // 3
+        if offset_feat.is_contiguous(memory_format=torch.channels_last) and not torch.jit.is_tracing():
+            # Two convolutions over the same input, so each result is dense: a channels_last slice
+            # of one output would make the sigmoid and the sampling read it strided.
+            offset, mask = (F.conv2d(offset_feat, conv.weight[part], conv.bias[part], conv.stride,
+                                     conv.padding, conv.dilation)
+                            for part in (slice(None, num_offsets), slice(num_offsets, None)))
+            return offset, torch.sigmoid_(mask)
+        out = conv(offset_feat)
+        return out[:, :num_offsets], torch.sigmoid(out[:, num_offsets:])
+
     def forward(self, x: torch.Tensor, offset_feat: torch.Tensor) -> torch.Tensor:
         """x: (n, c_in, h, w) features to sample; offset_feat: (n, c_in, h, w) features that predict
         the offsets and mask. Returns (n, c_out, h_out, w_out)."""
-        out = self.conv_offset(offset_feat)
-        # BasicSR chunks this into thirds and concatenates the first two: the same channels as
-        # this slice, without the copy.
-        num_offsets = 2 * out.shape[1] // 3
-        offset, mask = out[:, :num_offsets], torch.sigmoid(out[:, num_offsets:])
+        offset, mask = self._offset_and_mask(offset_feat)
 
         # One fused reduction (no |offset| tensor is materialised).
         absmean = torch.linalg.vector_norm(offset.detach(), ord=1) / offset.numel()
