@@ -121,7 +121,10 @@ class TSAFusion(nn.Module):
         embedding = self.temporal_attn2(aligned_feat.reshape(-1, c, h, w)).reshape(b, t, -1, h, w)
         # Per-pixel similarity of each frame to the reference, as a weight in (0, 1).
         corr_prob = torch.sigmoid((embedding * embedding_ref.unsqueeze(1)).sum(dim=2))  # (b, t, h, w)
-        weighted = (aligned_feat * corr_prob.unsqueeze(2)).reshape(b, -1, h, w)
+        # Multiplied with the frames' dims last, so the product keeps aligned_feat's layout and the
+        # reshape below stays a view for channels_last features too.
+        weighted = (aligned_feat.permute(0, 3, 4, 1, 2) * corr_prob.permute(0, 2, 3, 1).unsqueeze(-1))
+        weighted = weighted.permute(0, 3, 4, 1, 2).reshape(b, -1, h, w)
 
         feat = self.lrelu(self.feat_fusion(weighted))
 
