@@ -95,6 +95,12 @@ def modulated_deform_conv2d_reference(x: torch.Tensor, offset: torch.Tensor, mas
     return out.reshape(n, c_out, h_out, w_out)
 
 
+def _coordinate_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Sampling positions stay in float32 under fp16/bf16: a half-precision grid coordinate near 1
+    is off by up to 2 ** -8 (bf16), which is several pixels across a wide frame."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def _needs_grad(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
@@ -122,7 +128,7 @@ def _grid_from(base_x: torch.Tensor, offset_x: torch.Tensor, base_y: torch.Tenso
     if _needs_grad(offset_x):
         return torch.stack((torch.add(base_x, offset_x, alpha=2 / w), torch.add(base_y, offset_y, alpha=2 / h)),
                            dim=-1)
-    grid = offset_x.new_empty(*torch.broadcast_shapes(base_x.shape, offset_x.shape), 2)
+    grid = base_x.new_empty(*torch.broadcast_shapes(base_x.shape, offset_x.shape), 2)
     torch.add(base_x, offset_x, alpha=2 / w, out=grid[..., 0])
     torch.add(base_y, offset_y, alpha=2 / h, out=grid[..., 1])
     return grid
@@ -155,12 +161,12 @@ def _deform_conv_pixel_major(x: torch.Tensor, offset: torch.Tensor, mask: torch.
     num_taps = kh * kw
     h_out, w_out = offset.shape[-2:]
     base_y, base_x = _base_coordinates((h, w), (kh, kw), (h_out, w_out), stride, padding, dilation,
-                                       x.dtype, x.device)
+                                       _coordinate_dtype(x.dtype), x.device)
     base_x, base_y = base_x.t()[None], base_y.t()[:, None]  # (1, w_out, taps), (h_out, 1, taps)
     # Views in the order channels_last stores them: (n, h_out, w_out, g, taps[, 2]).
     offset = offset.permute(0, 2, 3, 1).unflatten(-1, (groups, num_taps, 2))
     mask = mask.permute(0, 2, 3, 1).unflatten(-1, (groups, 1, num_taps))
-    x_groups = x.contiguous().view(n * groups, c_in // groups, h, w)
+    x_groups = x.contiguous().view(n * groups, c_in // groups, h, w).to(base_x.dtype)
     weight_t = weight.reshape(c_out, c_in * num_taps).t()
 
     def sample(rows: slice, batch: slice) -> torch.Tensor:
@@ -176,12 +182,16 @@ def _deform_conv_pixel_major(x: torch.Tensor, offset: torch.Tensor, mask: torch.
     if _needs_grad(x, offset, mask):
         # Rows: pixels; columns: (g, c_in / g, taps) = (c_in, taps), the order of weight's last dims.
         columns = (sample(slice(None), slice(None)) * mask).contiguous().view(-1, c_in * num_taps)
-        out = _add_bias_matmul(bias, columns, weight_t)
+        out = _add_bias_matmul(bias, columns.to(weight.dtype), weight_t)
         return out.view(n, h_out, w_out, c_out).permute(0, 3, 1, 2)
 
-    out = x.new_empty(n, h_out, w_out, c_out)
-    band = max(1, TILE_BYTES // (c_in * num_taps * w_out * x.element_size()))
-    buffer = x.new_empty(min(band, h_out) * w_out * c_in * num_taps)
+    # Computed in the samples' dtype (float32 under fp16/bf16 autocast, which the out= calls
+    # below would not follow) and returned in the input's.
+    dtype = base_x.dtype
+    weight_t, bias = weight_t.to(dtype), None if bias is None else bias.to(dtype)
+    out = x.new_empty(n, h_out, w_out, c_out, dtype=dtype)
+    band = max(1, TILE_BYTES // (c_in * num_taps * w_out * out.element_size()))
+    buffer = out.new_empty(min(band, h_out) * w_out * c_in * num_taps)
     for b in range(n):
         for top in range(0, h_out, band):
             rows = slice(top, min(top + band, h_out))
@@ -189,7 +199,7 @@ def _deform_conv_pixel_major(x: torch.Tensor, offset: torch.Tensor, mask: torch.
             # the layout change and the mask multiply in one pass, into the reused buffer
             columns = torch.mul(sampled, mask[b:b + 1, rows], out=buffer[:sampled.numel()].view(sampled.shape))
             _add_bias_matmul_into(out[b, rows].view(-1, c_out), bias, columns.view(-1, c_in * num_taps), weight_t)
-    return out.permute(0, 3, 1, 2)
+    return out.permute(0, 3, 1, 2).to(x.dtype)
 
 
 def _add_bias_matmul_into(out: torch.Tensor, bias: torch.Tensor | None, left: torch.Tensor,
@@ -209,17 +219,17 @@ def _deform_conv_planar(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tenso
     num_taps = kh * kw
     h_out, w_out = offset.shape[-2:]
     base_y, base_x = _base_coordinates((h, w), (kh, kw), (h_out, w_out), stride, padding, dilation,
-                                       x.dtype, x.device)
+                                       _coordinate_dtype(x.dtype), x.device)
     offset = offset.unflatten(1, (groups, num_taps, 2))  # (n, g, taps, 2, h_out, w_out)
     grid = _grid_from(base_x[:, None, :], offset[:, :, :, 1], base_y[:, :, None], offset[:, :, :, 0], (h, w))
 
-    x_groups = x.reshape(n * groups, c_in // groups, h, w)
+    x_groups = x.reshape(n * groups, c_in // groups, h, w).to(base_x.dtype)
     sampled = F.grid_sample(x_groups, grid.view(n * groups, num_taps * h_out, w_out, 2),
                             mode="bilinear", padding_mode="zeros", align_corners=False)
     sampled = sampled.view(n, groups, c_in // groups, num_taps, h_out, w_out)
     mask = mask.unflatten(1, (groups, 1, num_taps))
     sampled = sampled * mask if _needs_grad(sampled, mask) else sampled.mul_(mask)
-    columns = sampled.view(n, c_in * num_taps, h_out * w_out)  # channel-major, tap-minor like weight
+    columns = sampled.view(n, c_in * num_taps, h_out * w_out).to(weight.dtype)  # channel-major, tap-minor
     bias = None if bias is None else bias[:, None]
     weight_2d = weight.reshape(c_out, c_in * num_taps)
     if n == 1:
