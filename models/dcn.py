@@ -82,15 +82,17 @@ class DCNv2Pack(nn.Module):
         """conv_offset's output split as BasicSR does (first two thirds: offsets, last third:
         mask logits, through a sigmoid)."""
         conv = self.conv_offset
-        num_offsets = 2 * conv.out_channels // 3
-        if offset_feat.is_contiguous(memory_format=torch.channels_last) and not torch.jit.is_tracing():
+        if (isinstance(conv, nn.Conv2d) and offset_feat.is_contiguous(memory_format=torch.channels_last)
+                and not torch.jit.is_tracing()):
+            num_offsets = 2 * conv.out_channels // 3
             # Two convolutions over the same input, so each result is dense: a channels_last slice
             # of one output would make the sigmoid and the sampling read it strided.
             offset, mask = (F.conv2d(offset_feat, conv.weight[part], conv.bias[part], conv.stride,
                                      conv.padding, conv.dilation)
                             for part in (slice(None, num_offsets), slice(num_offsets, None)))
             return offset, torch.sigmoid_(mask)
-        out = conv(offset_feat)
+        out = conv(offset_feat)  # also what an export's wrapped conv gets
+        num_offsets = 2 * out.shape[1] // 3
         return out[:, :num_offsets], torch.sigmoid(out[:, num_offsets:])
 
     def forward(self, x: torch.Tensor, offset_feat: torch.Tensor) -> torch.Tensor:

@@ -143,9 +143,17 @@ def _add_bias_matmul(bias: torch.Tensor | None, left: torch.Tensor, right: torch
     return torch.baddbmm(bias, left, right)
 
 
-# Rows of output pixels per step of the inference path: their samples (c_in * taps floats per
-# pixel) should stay in the CPU's cache between being sampled, masked and multiplied.
-TILE_BYTES = 1 << 20
+# Bytes of samples (c_in * taps floats per output pixel) per band of rows in the inference path.
+# On one thread, bands that stay in cache between being sampled, masked and multiplied are
+# fastest. With several threads every op is a parallel region ending in a barrier, and where
+# cores are shared a barrier can cost a scheduler time slice: a few large bands measured faster
+# there (benchmarks/README.md).
+BAND_BYTES_ONE_THREAD = 1 << 20
+BAND_BYTES_THREADED = 64 << 20
+
+
+def _band_bytes() -> int:
+    return BAND_BYTES_ONE_THREAD if torch.get_num_threads() == 1 else BAND_BYTES_THREADED
 
 
 def _deform_conv_pixel_major(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
@@ -190,7 +198,7 @@ def _deform_conv_pixel_major(x: torch.Tensor, offset: torch.Tensor, mask: torch.
     dtype = base_x.dtype
     weight_t, bias = weight_t.to(dtype), None if bias is None else bias.to(dtype)
     out = x.new_empty(n, h_out, w_out, c_out, dtype=dtype)
-    band = max(1, TILE_BYTES // (c_in * num_taps * w_out * out.element_size()))
+    band = max(1, _band_bytes() // (c_in * num_taps * w_out * out.element_size()))
     buffer = out.new_empty(min(band, h_out) * w_out * c_in * num_taps)
     for b in range(n):
         for top in range(0, h_out, band):

@@ -37,7 +37,7 @@ def _as_layout(tensor, layout):
 @pytest.mark.parametrize("layout", ["default", "channels_last"])
 @pytest.mark.parametrize("batch,stride,padding,dilation", [(1, 1, 1, 1), (2, 1, 1, 1), (2, 2, 1, 1), (1, 1, 2, 2)])
 def test_fast_dcn_equals_the_reference_without_grad(monkeypatch, layout, batch, stride, padding, dilation):
-    monkeypatch.setattr(dcn_ops, "TILE_BYTES", 1)  # one output row per band: the banding is exercised
+    monkeypatch.setattr(dcn_ops, "_band_bytes", lambda: 1)  # one output row per band: the banding is exercised
     x, offset, mask, weight, bias = _dcn_inputs(batch, stride, padding, dilation, torch.Generator().manual_seed(3))
     expected = modulated_deform_conv2d_reference(x, offset, mask, weight, bias, stride, padding, dilation)
     with torch.no_grad():
