@@ -133,7 +133,7 @@ def measure_forward(old_models, new_models, threads: int, repeats: int) -> list[
     rows = []
     qe = {"old": old_models.load_model(QE_WEIGHTS), "new": new_models.load_model(QE_WEIGHTS)}
     edvr_m_old, edvr_m_new = _edvr_m_pair(old_models, new_models)
-    baseline = "BasicSR + torchvision" if basicsr_available() else "21eab59-style old commit"
+    baseline = "BasicSR + torchvision" if basicsr_available() else "old commit"
     if basicsr_available():
         from basicsr.archs.edvr_arch import EDVR as BasicSREDVR
         edvr_m_old = BasicSREDVR(num_feat=64, num_frame=5, num_extract_block=5, num_reconstruct_block=10,
@@ -204,7 +204,7 @@ def main() -> None:
             print(json.dumps(result["training"]), flush=True)
     result["machine"]["load_average_end"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"cpu_speed-cpu{os.cpu_count()}-{datetime.date.today().isoformat()}.json"
+    path = args.out / f"cpu_speed-cpu{os.cpu_count()}-threads{args.threads}-{datetime.date.today().isoformat()}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
 
