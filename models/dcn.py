@@ -1,10 +1,6 @@
-"""Modulated deformable convolution (DCNv2) in pure PyTorch, with torchvision as an option.
-
-Layout conventions are those of mmcv, BasicSR and torchvision, so weights move between them:
-- offset: (n, 2 * groups * kh * kw, h_out, w_out); for deformable group g and kernel tap k
-  (row-major over the kernel) channel 2 * (g * kh * kw + k) is the y offset and the next the x offset.
-- mask: (n, groups * kh * kw, h_out, w_out), already passed through a sigmoid.
-Samples falling outside the input read zeros (bilinear weights of out-of-range corners are dropped).
+"""The DCNv2 layer of EDVR (BasicSR's `DCNv2Pack`): pure PyTorch (models/dcn_ops.py), with
+torchvision as an option. Layout conventions are those of mmcv, BasicSR and torchvision, so
+weights move between them (see models/dcn_ops.py).
 """
 
 from __future__ import annotations
@@ -16,68 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.dcn_ops import modulated_deform_conv2d, modulated_deform_conv2d_reference  # noqa: F401 (re-exported)
+
 DCN_BACKENDS = ("pytorch", "torchvision", "auto")
 OFFSET_WARN_ABSMEAN = 50.0  # BasicSR's threshold for "alignment is diverging"
-
-
-def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
-
-
-def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor,
-                            weight: torch.Tensor, bias: torch.Tensor | None,
-                            stride=1, padding=0, dilation=1) -> torch.Tensor:
-    """DCNv2 forward with grid_sample; differentiable in every argument.
-
-    Args:
-        x: (n, c_in, h, w) input.
-        offset: (n, 2 * g * kh * kw, h_out, w_out) sampling offsets in pixels, (y, x) pairs.
-        mask: (n, g * kh * kw, h_out, w_out) modulation scalars.
-        weight: (c_out, c_in, kh, kw). Convolution groups are not supported (EDVR uses none).
-        bias: (c_out,) or None.
-    Returns:
-        (n, c_out, h_out, w_out)
-    """
-    n, c_in, h, w = x.shape
-    c_out, weight_c_in, kh, kw = weight.shape
-    if weight_c_in != c_in:
-        raise ValueError(f"weight expects {weight_c_in} input channels, input has {c_in}")
-    stride_h, stride_w = _pair(stride)
-    pad_h, pad_w = _pair(padding)
-    dil_h, dil_w = _pair(dilation)
-    h_out, w_out = offset.shape[-2:]
-    num_taps = kh * kw
-    groups = offset.shape[1] // (2 * num_taps)
-    if offset.shape[1] != 2 * groups * num_taps or mask.shape[1] != groups * num_taps or c_in % groups:
-        raise ValueError(f"offset {tuple(offset.shape)} / mask {tuple(mask.shape)} do not fit a "
-                         f"{kh}x{kw} kernel over {c_in} channels")
-
-    dtype, device = x.dtype, x.device
-    # Where each kernel tap samples without offsets: (taps, h_out, w_out) per axis.
-    tap_y = (torch.arange(kh, device=device, dtype=dtype) * dil_h).repeat_interleave(kw)
-    tap_x = (torch.arange(kw, device=device, dtype=dtype) * dil_w).repeat(kh)
-    out_y = torch.arange(h_out, device=device, dtype=dtype) * stride_h - pad_h
-    out_x = torch.arange(w_out, device=device, dtype=dtype) * stride_w - pad_w
-    base_y = tap_y[:, None, None] + out_y[None, :, None]
-    base_x = tap_x[:, None, None] + out_x[None, None, :]
-
-    offset = offset.reshape(n, groups, num_taps, 2, h_out, w_out)
-    sample_y = base_y + offset[:, :, :, 0]  # (n, g, taps, h_out, w_out)
-    sample_x = base_x + offset[:, :, :, 1]
-    # grid_sample with align_corners=False puts pixel i at normalised (2i + 1) / size - 1.
-    grid = torch.stack(((2 * sample_x + 1) / w - 1, (2 * sample_y + 1) / h - 1), dim=-1)
-    grid = grid.reshape(n * groups, num_taps * h_out, w_out, 2)
-
-    x_groups = x.reshape(n * groups, c_in // groups, h, w)
-    sampled = F.grid_sample(x_groups, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    sampled = sampled.reshape(n, groups, c_in // groups, num_taps, h_out * w_out)
-    sampled = sampled * mask.reshape(n, groups, 1, num_taps, h_out * w_out)
-    columns = sampled.reshape(n, c_in * num_taps, h_out * w_out)  # channel-major, tap-minor like weight
-
-    out = torch.matmul(weight.reshape(c_out, c_in * num_taps), columns)
-    if bias is not None:
-        out = out + bias[None, :, None]
-    return out.reshape(n, c_out, h_out, w_out)
 
 
 def torchvision_available() -> bool:
@@ -140,15 +78,30 @@ class DCNv2Pack(nn.Module):
         nn.init.zeros_(self.conv_offset.weight)
         nn.init.zeros_(self.conv_offset.bias)
 
+    def _offset_and_mask(self, offset_feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """conv_offset's output split as BasicSR does (first two thirds: offsets, last third:
+        mask logits, through a sigmoid)."""
+        conv = self.conv_offset
+        if (isinstance(conv, nn.Conv2d) and offset_feat.is_contiguous(memory_format=torch.channels_last)
+                and not torch.jit.is_tracing()):
+            num_offsets = 2 * conv.out_channels // 3
+            # Two convolutions over the same input, so each result is dense: a channels_last slice
+            # of one output would make the sigmoid and the sampling read it strided.
+            offset, mask = (F.conv2d(offset_feat, conv.weight[part], conv.bias[part], conv.stride,
+                                     conv.padding, conv.dilation)
+                            for part in (slice(None, num_offsets), slice(num_offsets, None)))
+            return offset, torch.sigmoid_(mask)
+        out = conv(offset_feat)  # also what an export's wrapped conv gets
+        num_offsets = 2 * out.shape[1] // 3
+        return out[:, :num_offsets], torch.sigmoid(out[:, num_offsets:])
+
     def forward(self, x: torch.Tensor, offset_feat: torch.Tensor) -> torch.Tensor:
         """x: (n, c_in, h, w) features to sample; offset_feat: (n, c_in, h, w) features that predict
         the offsets and mask. Returns (n, c_out, h_out, w_out)."""
-        out = self.conv_offset(offset_feat)
-        o1, o2, mask = torch.chunk(out, 3, dim=1)
-        offset = torch.cat((o1, o2), dim=1)
-        mask = torch.sigmoid(mask)
+        offset, mask = self._offset_and_mask(offset_feat)
 
-        absmean = offset.detach().abs().mean()
+        # One fused reduction (no |offset| tensor is materialised).
+        absmean = torch.linalg.vector_norm(offset.detach(), ord=1) / offset.numel()
         self.last_offset_absmean = absmean
         if absmean.device.type == "cpu" and absmean.item() > OFFSET_WARN_ABSMEAN:
             warnings.warn(f"DCN offset mean {absmean.item():.1f} > {OFFSET_WARN_ABSMEAN:g}: alignment "

@@ -121,7 +121,10 @@ class TSAFusion(nn.Module):
         embedding = self.temporal_attn2(aligned_feat.reshape(-1, c, h, w)).reshape(b, t, -1, h, w)
         # Per-pixel similarity of each frame to the reference, as a weight in (0, 1).
         corr_prob = torch.sigmoid((embedding * embedding_ref.unsqueeze(1)).sum(dim=2))  # (b, t, h, w)
-        weighted = (aligned_feat * corr_prob.unsqueeze(2)).reshape(b, -1, h, w)
+        # Multiplied with the frames' dims last, so the product keeps aligned_feat's layout and the
+        # reshape below stays a view for channels_last features too.
+        weighted = (aligned_feat.permute(0, 3, 4, 1, 2) * corr_prob.permute(0, 2, 3, 1).unsqueeze(-1))
+        weighted = weighted.permute(0, 3, 4, 1, 2).reshape(b, -1, h, w)
 
         feat = self.lrelu(self.feat_fusion(weighted))
 
@@ -233,6 +236,9 @@ class EDVR(nn.Module):
         self.num_upsample_stages = int(math.log2(scale * self.feature_stride))
         # PCD needs /4 pyramids of the feature map and TSA pools it twice more.
         self.size_multiple = 4 * self.feature_stride
+        # Not a parameter: switching it changes speed, never the state dict or (beyond float
+        # rounding) the output.
+        self.cpu_channels_last = True
 
         # Submodules are registered in BasicSR's order, so state-dict keys and their order match.
         self._build_feature_pyramid(num_in_ch, num_feat, num_extract_block)
@@ -330,22 +336,37 @@ class EDVR(nn.Module):
             feat = self.lrelu(self.stride_conv_hr2(feat))
         return feat
 
+    def _feature_layout(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames in the memory layout the layers run fastest in. On the CPU that is channels_last:
+        oneDNN's 3x3 convolutions take 1.2-4.4x less time in it, and every layer here (the DCN too)
+        keeps the layout it is given. Other devices keep the default layout."""
+        if self.cpu_channels_last and frames.device.type == "cpu":
+            return frames.contiguous(memory_format=torch.channels_last)
+        return frames
+
     def _forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         n, t, c, h, w = x.shape
         x_center = x[:, self.center_frame_idx]
 
-        feat_l1 = self.feature_extraction(self.extract_features(x.reshape(-1, c, h, w)))
+        frames = self._feature_layout(x.reshape(-1, c, h, w))
+        feat_l1 = self.feature_extraction(self.extract_features(frames))
         feat_l2 = self.lrelu(self.conv_l2_2(self.lrelu(self.conv_l2_1(feat_l1))))
         feat_l3 = self.lrelu(self.conv_l3_2(self.lrelu(self.conv_l3_1(feat_l2))))
         pyramid = [feat.reshape(n, t, *feat.shape[1:]) for feat in (feat_l1, feat_l2, feat_l3)]
 
         ref_feats = [level[:, self.center_frame_idx] for level in pyramid]
-        aligned = torch.stack([self.pcd_align([level[:, frame_idx] for level in pyramid], ref_feats)
-                               for frame_idx in range(t)], dim=1)  # (n, t, c, h', w')
-        if hasattr(self, "nonlocal_attn"):
-            aligned = self.nonlocal_attn(aligned)
-        if not self.with_tsa:
-            aligned = aligned.reshape(n, -1, *aligned.shape[-2:])
+        aligned = [self.pcd_align([level[:, frame_idx] for level in pyramid], ref_feats)
+                   for frame_idx in range(t)]
+        if self.with_tsa or hasattr(self, "nonlocal_attn"):
+            aligned = torch.stack(aligned, dim=1)  # (n, t, c, h', w')
+            if hasattr(self, "nonlocal_attn"):
+                aligned = self.nonlocal_attn(aligned)
+            if not self.with_tsa:
+                aligned = aligned.reshape(n, -1, *aligned.shape[-2:])
+        else:
+            # (n, t * c, h', w') directly: the same values as stacking and flattening, in the
+            # features' own layout.
+            aligned = torch.cat(aligned, dim=1)
         feat = self.fusion(aligned)
 
         out = self.reconstruction(feat)
@@ -356,7 +377,7 @@ class EDVR(nn.Module):
         out = self.conv_last(self.lrelu(self.conv_hr(out)))
         base = x_center if self.scale == 1 else F.interpolate(
             x_center, scale_factor=self.scale, mode="bilinear", align_corners=False)
-        return out + base
+        return (out + base).contiguous()  # callers get the default layout whatever ran inside
 
     def scale_residual(self, strength: float) -> None:
         """Multiply what the network adds to its (upsampled) centre frame by `strength`, in place:

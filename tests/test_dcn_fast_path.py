@@ -1,0 +1,119 @@
+"""The fast DCNv2 and EDVR's channels_last CPU path against the straightforward reference code.
+
+The reference (`modulated_deform_conv2d_reference`, itself checked against a per-pixel textbook
+version in test_dcn.py) is what the optimised path must reproduce, outputs and gradients, in
+float64 so that any difference beyond rounding is a bug."""
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import torch
+
+import models.dcn as dcn
+import models.dcn_ops as dcn_ops
+from models import load_model
+from models.dcn_ops import modulated_deform_conv2d, modulated_deform_conv2d_reference
+
+TOLERANCE = 1e-10
+CITY_CLIP = "tests/data/city_qp37.mkv"
+
+
+def _dcn_inputs(batch, stride, padding, dilation, gen):
+    x = torch.randn(batch, 8, 9, 13, generator=gen, dtype=torch.float64)
+    h_out = (9 + 2 * padding - dilation * 2 - 1) // stride + 1
+    w_out = (13 + 2 * padding - dilation * 2 - 1) // stride + 1
+    # Offsets up to +-3 px: many samples cross the border, where zeros are read.
+    offset = (torch.rand(batch, 2 * 2 * 9, h_out, w_out, generator=gen, dtype=torch.float64) - 0.5) * 6
+    mask = torch.rand(batch, 2 * 9, h_out, w_out, generator=gen, dtype=torch.float64)
+    weight = torch.randn(5, 8, 3, 3, generator=gen, dtype=torch.float64)
+    bias = torch.randn(5, generator=gen, dtype=torch.float64)
+    return x, offset, mask, weight, bias
+
+
+def _as_layout(tensor, layout):
+    return tensor.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else tensor
+
+
+@pytest.mark.parametrize("layout", ["default", "channels_last"])
+@pytest.mark.parametrize("batch,stride,padding,dilation", [(1, 1, 1, 1), (2, 1, 1, 1), (2, 2, 1, 1), (1, 1, 2, 2)])
+def test_fast_dcn_equals_the_reference_without_grad(monkeypatch, layout, batch, stride, padding, dilation):
+    monkeypatch.setattr(dcn_ops, "_band_bytes", lambda: 1)  # one output row per band: the banding is exercised
+    x, offset, mask, weight, bias = _dcn_inputs(batch, stride, padding, dilation, torch.Generator().manual_seed(3))
+    expected = modulated_deform_conv2d_reference(x, offset, mask, weight, bias, stride, padding, dilation)
+    with torch.no_grad():
+        ours = modulated_deform_conv2d(*(_as_layout(t, layout) for t in (x, offset, mask)), weight, bias,
+                                       stride, padding, dilation)
+    assert ours.shape == expected.shape
+    assert ours.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+    assert (ours - expected).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.parametrize("layout", ["default", "channels_last"])
+@pytest.mark.parametrize("batch,stride", [(1, 1), (2, 2)])
+def test_fast_dcn_gradients_equal_the_reference(layout, batch, stride):
+    inputs = _dcn_inputs(batch, stride, 1, 1, torch.Generator().manual_seed(4))
+    ours_leaves = [_as_layout(t.clone(), layout).requires_grad_() if t.dim() == 4 else t.clone().requires_grad_()
+                   for t in inputs]
+    reference_leaves = [t.clone().requires_grad_() for t in inputs]
+    ours = modulated_deform_conv2d(*ours_leaves, stride, 1, 1)
+    expected = modulated_deform_conv2d_reference(*reference_leaves, stride, 1, 1)
+    upstream = torch.randn(expected.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    (ours * upstream).sum().backward()
+    (expected * upstream).sum().backward()
+    for name, a, b in zip(("x", "offset", "mask", "weight", "bias"), ours_leaves, reference_leaves):
+        assert (a.grad - b.grad).abs().max().item() <= TOLERANCE, name
+
+
+def test_fast_dcn_samples_at_float32_positions_under_bf16_autocast():
+    # A bf16 grid would put samples pixels away on this 256-wide map; the reference in float32
+    # is within bf16 rounding of the matmul inputs only.
+    gen = torch.Generator().manual_seed(6)
+    x = torch.rand(1, 8, 4, 256, generator=gen)
+    offset = torch.full((1, 2 * 2 * 9, 4, 256), 0.3)
+    mask = torch.ones(1, 2 * 9, 4, 256)
+    weight = torch.randn(4, 8, 3, 3, generator=gen) / 9
+    expected = modulated_deform_conv2d_reference(x, offset, mask, weight, None, 1, 1, 1)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = modulated_deform_conv2d(x.bfloat16().contiguous(memory_format=torch.channels_last),
+                                       offset.bfloat16(), mask.bfloat16(), weight, None, 1, 1, 1)
+    assert (ours.float() - expected).abs().max().item() < 0.05
+
+
+def _city_frames(num_frames=3, crop=(40, 56)):
+    """The first frames of the bundled QP 37 clip, a crop of (num_frames, 3, h, w) in [0, 1]."""
+    reader = imageio_ffmpeg.read_frames(CITY_CLIP, pix_fmt="rgb24")
+    meta = next(reader)
+    width, height = meta["size"]
+    frames = []
+    for raw in reader:
+        frame = np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+        frames.append(torch.from_numpy(frame[:crop[0], :crop[1]].copy()).permute(2, 0, 1))
+        if len(frames) == num_frames:
+            break
+    reader.close()
+    return torch.stack(frames).double() / 255
+
+
+def test_builtin_qe_fast_path_equals_the_reference_path_with_gradients(monkeypatch):
+    frames = _city_frames()[None]  # (1, 3 frames, 3, 40, 56): not a multiple of 4, so padded too
+    target = frames[:, 1].flip(-1)
+
+    def run(model):
+        output = model(frames)
+        loss = ((output - target) ** 2).mean()
+        loss.backward()
+        return output.detach(), {name: p.grad for name, p in model.named_parameters()}
+
+    fast_model = load_model("models/weights/builtin-qe.pth").double().train()
+    fast_output, fast_grads = run(fast_model)
+
+    reference_model = load_model("models/weights/builtin-qe.pth").double().train()
+    reference_model.cpu_channels_last = False
+    monkeypatch.setattr(dcn, "modulated_deform_conv2d", modulated_deform_conv2d_reference)
+    reference_output, reference_grads = run(reference_model)
+
+    assert fast_model.state_dict().keys() == reference_model.state_dict().keys()
+    assert (fast_output - reference_output).abs().max().item() <= 1e-9
+    for name, grad in reference_grads.items():
+        scale = grad.abs().max().item() + 1e-12
+        assert (fast_grads[name] - grad).abs().max().item() <= 1e-9 * scale + 1e-15, name
