@@ -116,6 +116,13 @@ def ray_workers(folder: Path) -> dict:
             "note": "seconds include starting Ray (about 5 s) and each actor's torch import", "runs": rows}
 
 
+def _peak_rss_mib(_actor) -> float:
+    """The calling Ray worker process's peak resident memory."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def ray_worker_memory(folder: Path) -> dict:
     """Peak RSS of each Ray worker after restoring a 320x180 clip (builtin-qe), against a plain
     in-process run of the same clip."""
@@ -138,7 +145,7 @@ def ray_worker_memory(folder: Path) -> dict:
         pool = RayPool("local", 2, load_enhance_model("builtin-qe").network)
         enhance_on_pool(clip, folder / "hd_ray.mkv", load_enhance_model("builtin-qe"), settings,
                         EncoderSettings(), False, Reporter(), pool)
-        workers = pool.peak_rss_mib()
+        workers = ray.get([actor.__ray_call__.remote(_peak_rss_mib) for actor in pool.actors])
         pool.close()
     finally:
         ray.shutdown()

@@ -12,4 +12,13 @@ class EdvrError(Exception):
     """An error whose message says what to change; shown as one line, without a traceback."""
 
 
-__all__ = ["EdvrError"]
+def one_line(error: BaseException) -> str:
+    """An OSError as "path: reason"; anything else as the first line of its message."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror}"
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+__all__ = ["EdvrError", "one_line"]

@@ -10,9 +10,7 @@ import click
 
 from edvr_cli.commands.enhance_options import FrameRate, TimeValue, check_crf
 from edvr_cli.commands.enhance_report import ProgressReporter, report
-from edvr_cli.commands.messages import one_line
-
-from edvr_cli.commands.interrupts import Interrupted, interrupted_message, signum_of, stop_on_signals
+from edvr_cli.commands.failures import reported
 from edvr_cli.enhance.segments import DEFAULT_SEGMENT_FRAMES
 from edvr_cli.windows import DEFAULT_PADDING, PADDING_MODES, WINDOW_SIZES
 
@@ -158,21 +156,8 @@ def command(inputs: tuple[str, ...], output_path: str, as_json: bool, **options)
       edvr enhance a.mp4 b.mkv videos/ -o restored/       # one output per input
       edvr enhance films/ -o out/ --ray auto --workers 8  # on a running Ray cluster
     """
-    with stop_on_signals() as received:  # first: Ctrl-C during the imports below is handled too
-        try:
-            results = _run(inputs, output_path, **options)  # the options' names are _run's parameters
-        except KeyboardInterrupt as interrupt:
-            signum = signum_of(interrupt, received)
-            raise Interrupted(interrupted_message(_not_written(inputs, output_path), signum), signum) from None
-        except Exception as error:
-            if not _reported_in_one_line(error):
-                raise  # a bug: the traceback is what helps
-            if received:  # e.g. ffmpeg, hit by the same Ctrl-C, failed first
-                raise Interrupted(interrupted_message(_not_written(inputs, output_path), received[0]),
-                                  received[0]) from None
-            if isinstance(error, click.ClickException):
-                raise
-            raise click.ClickException(one_line(error)) from None
+    with reported(lambda: _not_written(inputs, output_path)):
+        results = _run(inputs, output_path, **options)  # the options' names are _run's parameters
     report(results, as_json, options["quiet"])
 
 
@@ -279,7 +264,7 @@ def _input_paths(inputs: tuple[str, ...]) -> list[Path]:
 def _encoder(codec, crf, preset, pix_fmt, encoder_args, output_path, many):
     from edvr_cli.enhance import EncoderSettings
     from edvr_cli.output_files import is_folder_output
-    from edvr_cli.video import VideoError, resolve_encoder
+    from edvr_cli.video import resolve_encoder
 
     try:
         extra_args = tuple(arg for text in encoder_args for arg in shlex.split(text))
@@ -287,10 +272,7 @@ def _encoder(codec, crf, preset, pix_fmt, encoder_args, output_path, many):
         raise click.ClickException(f"--encoder-arg: {error}") from None
     encoder = EncoderSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, extra_args=extra_args)
     if crf is not None and (many or not is_folder_output(output_path)):
-        try:
-            check_crf(crf, resolve_encoder(encoder, "out.mp4" if many else output_path).codec)
-        except VideoError as error:  # an unknown --codec
-            raise click.ClickException(one_line(error)) from None
+        check_crf(crf, resolve_encoder(encoder, "out.mp4" if many else output_path).codec)
     return encoder
 
 
@@ -299,14 +281,3 @@ def _ray_pool(address: str, workers: int | None, load):
 
     return RayPool(address, workers, load().network)
 
-
-def _reported_in_one_line(error: Exception) -> bool:
-    """Errors a user can fix (EdvrError), OS errors (a full disk, a missing folder) and Click's own.
-
-    Anything else is a bug and keeps its traceback, a bare ValueError included."""
-    from edvr_cli.model_choice import ModelChoiceError
-    from edvr_cli.onnx_model import OnnxModelError
-    from models.errors import EdvrError
-
-    # ModelChoiceError and OnnxModelError are issue 19's files: named here until they derive from EdvrError.
-    return isinstance(error, (EdvrError, ModelChoiceError, OnnxModelError, OSError, click.ClickException))

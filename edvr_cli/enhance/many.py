@@ -24,7 +24,7 @@ from edvr_cli.enhance.stream import EnhanceError
 from edvr_cli.image_io import natural_key
 from edvr_cli.output_files import OutputExistsError, output_exists
 from edvr_cli.video import EncoderSettings
-from models.errors import EdvrError
+from models.errors import EdvrError, one_line
 
 
 @dataclass
@@ -153,7 +153,7 @@ def _on_pool(inputs, outputs, load, settings, encoder, overwrite, reporter, pool
             close_job(job)  # the claim goes; finished segments stay in the work folder for a rerun
             if raise_errors:
                 raise explained
-            outcomes[job_id].error = _one_line(explained)
+            outcomes[job_id].error = one_line(explained)
 
         pool.run(tasks, finished, failed)
     finally:
@@ -204,7 +204,7 @@ def _finish(job: Job, outcome: Outcome, raise_errors: bool) -> None:
         explained = explain_failure(job, error)
         if raise_errors:
             raise explained from None
-        outcome.error = _one_line(explained)
+        outcome.error = one_line(explained)
     finally:
         job.reporter.close()
         close_job(job)
@@ -224,13 +224,7 @@ def _load_once(model):
 def _input_error(error: BaseException) -> str:
     """One input's failure in its row; an existing output also names the way past it."""
     if isinstance(error, OutputExistsError):
-        return f"{_one_line(error)}, or --skip-existing to keep it"
-    return _one_line(error)
-
-
-def _one_line(error: BaseException) -> str:
-    from edvr_cli.commands.messages import one_line
-
+        return f"{one_line(error)}, or --skip-existing to keep it"
     return one_line(error)
 
 
