@@ -73,7 +73,7 @@ def segment_cost(folder: Path, model: Path) -> dict:
 
 def default_size(folder: Path, model: Path) -> dict:
     """One pass against the default segment size on a clip of 2500 frames (3 segments)."""
-    from edvr_cli.enhance.segments import DEFAULT_SEGMENT_FRAMES
+    from edvr_cli.enhance.settings import DEFAULT_SEGMENT_FRAMES
 
     clip = make_clip(folder / "default.mkv", width=64, height=48, num_frames=2500, audio=True, pix_fmt="yuv420p")
     base = [str(clip), "--model", str(model), "--overwrite"]

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edvr_cli.tiling import run_tiled
+from edvr_cli.tiling import DEFAULT_TILE_OVERLAP, run_tiled
 from models.errors import EdvrError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -136,7 +136,7 @@ class ModelRunner:
     """
 
     def __init__(self, model: nn.Module, device: torch.device | str = "cpu", precision: str = "fp32",
-                 tile: int = 0, tile_overlap: int = 32, ensemble: bool = False,
+                 tile: int = 0, tile_overlap: int = DEFAULT_TILE_OVERLAP, ensemble: bool = False,
                  notify: Callable[[str], None] | None = None, min_tile: int = MIN_TILE,
                  compile: bool | str = False, channels_last: bool = False):
         if tile < 0 or tile_overlap < 0:

@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import click
 
 from edvr_cli.commands.interrupts import Interrupted, interrupted_message, signum_of, stop_on_signals
-from models.errors import EdvrError, one_line
+from models.errors import EdvrError, OptionError, one_line
 
 
 @contextmanager
@@ -32,6 +32,8 @@ def reported(left_undone: str | Callable[[], str]) -> Iterator[list[int]]:
                 raise Interrupted(interrupted_message(_text(left_undone), received[0]), received[0]) from None
             if isinstance(error, click.ClickException):
                 raise
+            if isinstance(error, OptionError):
+                raise click.BadParameter(str(error), param_hint=f"'{error.option}'") from None
             raise click.ClickException(one_line(error)) from None
 
 

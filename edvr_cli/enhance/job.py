@@ -31,6 +31,7 @@ from edvr_cli.inference import ModelRunner, choose_device
 from edvr_cli.model_choice import LoadedModel
 from edvr_cli.output_files import OutputClaim, check_paths, claim_output, is_folder_output
 from edvr_cli.video import EncoderSettings, Frame, VideoError, resolve_encoder
+from edvr_cli.video.encoders import check_crf
 from edvr_cli.video.join import join_segments
 from edvr_cli.video.packets import scan_packets
 from edvr_cli.windows import WINDOW_SIZES
@@ -108,7 +109,10 @@ def start_job(input_path, output_path, model: LoadedModel | Callable[[], LoadedM
     if not 0 <= settings.strength <= 1:
         raise EnhanceError(f"--strength must be between 0 and 1, got {settings.strength}")
     folder_output = is_folder_output(output_path)
-    encoder = resolve_encoder(encoder, Path(output_path))
+    asked_crf = encoder.crf
+    encoder = resolve_encoder(encoder, Path(output_path))  # from this output's own container
+    if asked_crf is not None and not folder_output:
+        check_crf(asked_crf, encoder.codec)
     notes: list[str] = []
 
     def note(message: str) -> None:

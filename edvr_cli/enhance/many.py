@@ -18,7 +18,8 @@ from typing import Callable
 from edvr_cli.clip_layout import VIDEO_SUFFIXES
 from edvr_cli.enhance.job import (Job, close_job, count_frames_exactly, explain_failure, finish_job, plan_job,
                                   segment_output, start_job, start_progress)
-from edvr_cli.enhance.pipeline import EnhanceResult, EnhanceSettings, Reporter, enhance, job_result, note_source
+from edvr_cli.enhance.pipeline import EnhanceResult, Reporter, enhance, job_result, note_source
+from edvr_cli.enhance.settings import EnhanceSettings
 from edvr_cli.enhance.ray_pool import RayPool, SegmentTask, frame_clock
 from edvr_cli.enhance.stream import EnhanceError
 from edvr_cli.image_io import natural_key
