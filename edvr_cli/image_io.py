@@ -92,7 +92,16 @@ def read_image_native(path: str | Path) -> np.ndarray:
     except ImageFolderError:
         raise
     except Exception as error:  # imageio raises many types; the user needs the path
-        raise ImageFolderError(f"{path}: cannot read image ({error})") from error
+        raise ImageFolderError(f"{path}: cannot read image ({_reason(error)})") from error
+
+
+def _reason(error: Exception) -> str:
+    """Why imageio failed, in one line; "no backend" means the bytes are no image it knows, and
+    its advice to install plugins would not help with a damaged file."""
+    text = str(error).strip()
+    if "Could not find a backend" in text:
+        return "damaged, or not the image format its name says"
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def read_image(path: str | Path) -> np.ndarray:

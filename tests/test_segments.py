@@ -119,7 +119,7 @@ def _signal_after_a_segment(args: list[str], work: Path, signum: int = signal.SI
     """Start `edvr enhance`, send it `signum` once a segment is committed and before it ends;
     returns its exit status and stderr.
 
-    Committed means renamed to `seg-NNNNN.mkv`: the segment's `.start` file is written just before
+    Committed means renamed to `seg-NNNNN.mkv`: the segment's `.record` file is written just before
     that rename, so its presence alone is not a finished segment.
     """
     process = subprocess.Popen(_edvr(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -40,9 +40,11 @@ def _default_workers() -> int:
               help="Write per-frame, per-clip and overall values to this CSV file.")
 @click.option("--plot", "plot_path", type=OUTPUT, default=None,
               help="Draw per-frame PSNR curves per clip to this image (needs matplotlib).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace existing --json/--csv/--plot files (never one of the inputs).")
 def command(gt_path: Path, pred_path: Path, lq_path: Path | None, channel: str, crop_border: int,
             workers: int | None, json_path: Path | None, csv_path: Path | None,
-            plot_path: Path | None) -> None:
+            plot_path: Path | None, overwrite: bool) -> None:
     """Score restored frames (--pred) against ground truth (--gt) with PSNR and SSIM.
 
     \b
@@ -70,7 +72,13 @@ def command(gt_path: Path, pred_path: Path, lq_path: Path | None, channel: str, 
             import matplotlib  # noqa: F401  (checked first: fail before minutes of scoring)
         except ImportError:
             raise click.ClickException("--plot needs matplotlib: pip install matplotlib") from None
+    from edvr_cli.evaluate.report_files import check_report_paths
+
+    reports = {option: path for option, path in (("--json", json_path), ("--csv", csv_path), ("--plot", plot_path))
+               if path is not None}
     with reported("scoring stopped"):
+        # before minutes of scoring
+        check_report_paths(reports, [path for path in (gt_path, pred_path, lq_path) if path is not None], overwrite)
         _score(gt_path, pred_path, lq_path, channel, crop_border, workers, json_path, csv_path, plot_path)
 
 
@@ -78,6 +86,7 @@ def _score(gt_path: Path, pred_path: Path, lq_path: Path | None, channel: str, c
            workers: int | None, json_path: Path | None, csv_path: Path | None, plot_path: Path | None) -> None:
     from tqdm import tqdm
 
+    from edvr_cli.evaluate.report_files import write_whole
     from edvr_cli.evaluate.scoring import evaluate, format_table, write_csv, write_json, write_plot
 
     started = time.perf_counter()
@@ -89,5 +98,8 @@ def _score(gt_path: Path, pred_path: Path, lq_path: Path | None, channel: str, c
     click.echo(f"{result.num_frames} frames in {len(result.clips)} clip(s) scored in {elapsed:.1f} s")
     for path, writer in ((json_path, write_json), (csv_path, write_csv), (plot_path, write_plot)):
         if path is not None:
-            writer(result, path)
+            try:
+                write_whole(path, lambda temporary, writer=writer: writer(result, temporary))
+            except OSError as error:  # e.g. a full disk: the user's name, not the hidden one's
+                raise click.ClickException(f"{path}: cannot be written ({error.strerror or error})") from None
             click.echo(f"wrote {path}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from edvr_cli.commands.failures import reported
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Download cache for model names.  [default: $EDVR_CACHE_DIR, else "
                    "$XDG_CACHE_HOME/edvr, else ~/.cache/edvr]")
-@click.option("-o", "--output", "output_path", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--output", "output_text", required=True, type=click.Path(),
               help="The .onnx file to write.")
 @click.option("--fp16", is_flag=True,
               help="Convolutions in float16, weights too (a smaller file; for GPUs and TensorRT). "
@@ -35,7 +36,7 @@ from edvr_cli.commands.failures import reported
                    "(needs onnxruntime).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written (path, size, metadata) as JSON.")
-def command(model: str | None, weights: str | None, cache_dir: Path | None, output_path: Path, fp16: bool,
+def command(model: str | None, weights: str | None, cache_dir: Path | None, output_text: str, fp16: bool,
             opset: int | None, layout: str, verify: bool, overwrite: bool, as_json: bool) -> None:
     """Export MODEL to an ONNX file that runs without PyTorch.
 
@@ -54,6 +55,10 @@ def command(model: str | None, weights: str | None, cache_dir: Path | None, outp
     """
     from edvr_cli.model_choice import load_enhance_model
 
+    if output_text.endswith(("/", os.sep)):  # as for enhance, a trailing slash names a folder
+        raise click.ClickException(f"{output_text}: names a folder; name the .onnx file to write, e.g. "
+                                   f"{Path(output_text) / 'model.onnx'}")
+    output_path = Path(output_text)
     if output_path.suffix.lower() != ".onnx":
         raise click.ClickException(f"{output_path}: the output name must end in .onnx "
                                    f"(that is how `edvr enhance --model` recognises it)")

@@ -129,8 +129,10 @@ FIELD_NAMES = {"frames": "num_frame", "blocks": "num_reconstruct_block", "extrac
 @click.option("--identity-start", is_flag=True, default=None, help="Zero the last conv so training "
               "starts from the input itself (useful for short compressed-video runs).")
 @click.option("--resume", type=PATH, help="Continue exactly from a run's last.pth (its configuration wins).")
+@click.option("--overwrite", is_flag=True, help="Start a new run in an --out folder that holds one (its "
+                                                 "checkpoints and log are removed when the new run starts).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars.")
-def command(preset: str, print_config: bool, progress: bool, **options) -> None:
+def command(preset: str, print_config: bool, progress: bool, overwrite: bool, **options) -> None:
     """Train EDVR on your footage with the seed's recipes.
 
     \b
@@ -152,7 +154,7 @@ def command(preset: str, print_config: bool, progress: bool, **options) -> None:
     """
     # Ctrl-C before the loop, or a second one inside it, stops at once: "training stopped".
     with reported("training stopped"), signals_seen() as seen:
-        result, config = _train(preset, print_config, progress, options)
+        result, config = _train(preset, print_config, progress, options, overwrite)
     if result is None:
         return
     end_iter = min(config.iters, config.stop_at) if config.stop_at is not None else config.iters
@@ -163,10 +165,11 @@ def command(preset: str, print_config: bool, progress: bool, **options) -> None:
             f"continue with --resume {Path(config.out) / 'last.pth'}", signum), signum)
 
 
-def _train(preset: str, print_config: bool, progress: bool, options: dict):
+def _train(preset: str, print_config: bool, progress: bool, options: dict, overwrite: bool):
     """Resolve the configuration and train; returns (TrainResult or None for --print-config, config)."""
     from edvr_cli.train.config import format_config, resolve_config, resume_config
     from edvr_cli.train.loop import train
+    from edvr_cli.train.run_folder import check_run_folder
 
     overrides = {FIELD_NAMES.get(key, key): value for key, value in options.items() if value is not None}
     for key in ("gt", "lq", "cache_dir", "out", "init", "resume"):
@@ -183,6 +186,7 @@ def _train(preset: str, print_config: bool, progress: bool, options: dict):
     if print_config:
         click.echo(format_config(config))
         return None, config
+    check_run_folder(config.out, config.resume, overwrite)  # before the data is loaded
     from tqdm import tqdm
 
-    return train(config, show_progress=progress, echo=tqdm.write), config
+    return train(config, show_progress=progress, echo=tqdm.write, replace_run=overwrite), config

@@ -12,8 +12,10 @@ Plain runs, runs over many inputs and Ray runs (`ray_pool.py`) all go through th
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import re
+import shutil
 import time
 from fractions import Fraction
 from dataclasses import asdict, dataclass, field, replace
@@ -22,14 +24,15 @@ from typing import Callable
 
 from edvr_cli.enhance.frame_range import FrameRange, constant_rate_range, frame_range
 from edvr_cli.enhance.planes import FramePlanes, NonFiniteOutputError
+from edvr_cli.enhance.output_check import check_output_frames
 from edvr_cli.enhance.segment_worker import SeekMissed, SegmentOutput, restore_segments
-from edvr_cli.enhance.segments import Segment, plan_segments
+from edvr_cli.enhance.segments import InputEndedEarly, Segment, plan_segments, same_windows
 from edvr_cli.enhance.sources import Source, Timing, open_source, open_writer, output_format
 from edvr_cli.enhance.stream import EnhanceError, restore_stream
 from edvr_cli.enhance.workfolder import WorkFolder, file_fingerprint, file_hash, folder_fingerprint, work_folder_path
 from edvr_cli.inference import ModelRunner, choose_device
 from edvr_cli.model_choice import LoadedModel
-from edvr_cli.output_files import OutputClaim, check_paths, claim_output, is_folder_output
+from edvr_cli.output_files import OutputClaim, check_paths, claim_output, is_folder_output, temporary_output_path
 from edvr_cli.video import EncoderSettings, Frame, VideoError, resolve_encoder
 from edvr_cli.video.encoders import check_crf
 from edvr_cli.video.join import join_segments
@@ -114,14 +117,16 @@ def start_job(input_path, output_path, model: LoadedModel | Callable[[], LoadedM
     if asked_crf is not None and not folder_output:
         check_crf(asked_crf, encoder.codec)
     notes: list[str] = []
+    # One run per output: a second one refuses here; staging left by a killed run is removed.
+    claim = claim_output(output_path, overwrite)
+    hidden = hidden_paths(output_path, claim.tag)
 
     def note(message: str) -> None:
+        message = hidden.sub(lambda match: os.fspath(Path(output_path)), message)  # the writers name their file
         if message not in notes:  # each segment's writer would say the same again
             notes.append(message)
             reporter.note(message)
 
-    # One run per output: a second one refuses here; staging left by a killed run is removed.
-    claim = claim_output(output_path, overwrite)
     try:
         source = open_source(input_path, settings.folder_fps, settings.deinterlace, note)
     except BaseException:
@@ -163,6 +168,17 @@ def chosen_frames(source: Source, settings, input_path) -> FrameRange | None:
     times = [(value - pts[0]) * scan.time_base for value in pts]
     end = times[-1] + (scan.last_duration * scan.time_base if scan.last_duration else 1 / Fraction(source.fps))
     return frame_range(times, end, start, duration, os.fspath(input_path))
+
+
+def hidden_paths(output_path, tag: str) -> re.Pattern:
+    """This run's hidden staging entry and the work folder's segment files, as the writers and
+    ffmpeg name them (as given or absolute, `file:` or not): lines for the user name the output."""
+    target = Path(os.fspath(output_path).rstrip("/\\") or ".")
+    staging = [target.parent / f".{target.name}.{tag}.partial", temporary_output_path(target, tag)]
+    names = {os.fspath(path) for entry in staging for path in (entry, Path(os.path.abspath(entry)))}
+    work = re.escape(os.fspath(work_folder_path(output_path))) + r"/seg-\d+(\.partial)?[^\s:]*"
+    alternatives = "|".join([work, *(re.escape(name) for name in sorted(names, key=len, reverse=True))])
+    return re.compile(rf"(?:file:)?(?:{alternatives})")
 
 
 def run_single(job: Job, reporter, open_writer: Callable[..., object] = open_writer) -> None:
@@ -213,8 +229,13 @@ def plan_job(job: Job) -> list[Segment]:
     job.work = WorkFolder(work_folder_path(job.output_path), job_manifest(job),
                           "" if job.folder_output else job.target.suffix)
     if job.work.started_over:
-        job.note(f"{job.work.path}: made for another input, model or options; starting over")
-    todo = [segment for segment in job.segments if not job.work.is_done(segment.index)]
+        job.note(f"{job.target}: the finished segments kept for resume were made for another input, model or "
+                 f"options; starting over")
+    todo = [segment for segment in job.segments if not job.work.is_done(segment.index, segment.num_frames)]
+    for index, problem in job.work.redone:
+        segment = job.segments[index]
+        job.note(f"{job.target}: the finished segment of frames {segment.start + 1}-{segment.stop} kept for resume "
+                 f"is not reused: {problem}; restoring it again")
     job.reused = len(job.segments) - len(todo)
     job.reused_frames = job.frames_wanted - sum(segment.num_frames for segment in todo)
     if job.reused:
@@ -258,18 +279,30 @@ def run_segments(job: Job, todo: list[Segment], reporter) -> None:
     """Restore `todo` in one pass over the decoded frames, committing each segment as it ends.
 
     A range (--start) far into a video decodes from a keyframe shortly before it where seeking
-    is exact (as Ray tasks do), else from the start."""
-    settings = job.settings
+    is exact (as Ray tasks do), else from the start. An input that ends before the frame count
+    its container announced (a truncated file) gets what one pass gives: the frames that decode,
+    padded at their real end. The segments that read near that end are planned again and
+    restored in a second pass."""
     start_progress(job, reporter)
+    try:
+        _restore_and_commit(job, todo, job.source.num_frames, reporter)
+    except InputEndedEarly as ended:
+        if ended.decoded is None or ended.decoded <= job.first_frame:
+            raise
+        _restore_and_commit(job, replan_shorter(job, ended.decoded), ended.decoded, reporter)
+
+
+def _restore_and_commit(job: Job, todo: list[Segment], num_frames: int, reporter) -> None:
+    settings = job.settings
     clock = _seek_to(job, todo)
     while True:
         finished = restore_segments(job.source, job.planes, job.run_batch, Timing(job.source), todo,
-                                    job.source.num_frames, job.window, settings.padding, settings.batch,
+                                    num_frames, job.window, settings.padding, settings.batch,
                                     segment_output(job), lambda segment: job.work.partial_path(segment.index),
                                     on_frame=reporter.advance, notify=job.note, clock=clock)
         try:
             for segment, partial, start in finished:
-                job.work.commit(segment.index, partial, start)
+                commit_segment(job, segment.index, partial, start)
                 todo = [other for other in todo if other.index != segment.index]
             return
         except SeekMissed:  # the seek landed after the frames needed: decode from the start
@@ -298,6 +331,37 @@ def _seek_to(job: Job, todo: list[Segment]):
     return clock
 
 
+def commit_segment(job: Job, index: int, partial: Path, start) -> None:
+    """Keep a finished segment for the join and for resume (WorkFolder.commit); a failure to
+    write it (a full disk) names the user's output, not the hidden work folder."""
+    try:
+        job.work.commit(index, partial, job.segments[index].num_frames, start)
+    except OSError as error:
+        reason = "no space left on device" if error.errno == errno.ENOSPC else error.strerror or str(error)
+        raise EnhanceError(f"{job.target}: a finished segment could not be kept ({reason}); make room and run "
+                           f"the same command again") from None
+
+
+def replan_shorter(job: Job, decoded: int) -> list[Segment]:
+    """The plan for the `decoded` frames the input really holds (a range ends there at the
+    latest); finished segments it leaves unchanged are kept, the others removed. Reopens the
+    input; returns the segments to restore."""
+    settings = job.settings
+    stop = min(job.first_frame + job.frames_wanted, decoded)
+    plan = plan_segments(decoded, settings.segment_frames, job.window, settings.padding, job.first_frame, stop)
+    old = job.segments
+    for segment in old:
+        unchanged = (segment.index < len(plan) and plan[segment.index] == segment
+                     and same_windows(segment, decoded, job.source.num_frames, job.window, settings.padding))
+        if not unchanged or not job.work.is_done(segment.index, segment.num_frames):
+            job.work.discard(segment.index)
+    job.segments = plan
+    job.source.close()
+    job.source = open_source(job.input_path, settings.folder_fps, settings.deinterlace, job.note,
+                             info=job.source.video_info)
+    return [segment for segment in plan if not job.work.is_done(segment.index, segment.num_frames)]
+
+
 def finish_job(job: Job) -> None:
     """Join the segments (if any) into the staging entry and rename it onto the output."""
     if job.work is not None:
@@ -310,22 +374,29 @@ def finish_job(job: Job) -> None:
             starts = [job.work.start_of(segment.index) for segment in job.segments]
             offset = info.start_offset if info is not None else Fraction(0)
             if job.frames is None:
-                join_segments(paths, starts, job.staging, info, job.encoder.codec, offset, notify=job.note)
+                join_segments(paths, starts, job.staging, info, job.encoder.codec, offset, notify=job.note,
+                              script=job.work.join_script)
             else:  # the output starts at the range's first frame; the other streams are cut to it
                 join_segments(paths, starts, job.staging, info, job.encoder.codec, notify=job.note,
-                              source_cut=(offset + job.frames.start_time, job.frames.seconds))
+                              source_cut=(offset + job.frames.start_time, job.frames.seconds),
+                              script=job.work.join_script)
         job.num_frames = job.segments[-1].stop - job.first_frame
+        check_output_frames(job.staging, job.folder_output, job.num_frames, job.target)
     job.claim.commit(job.staging, job.overwrite)
     if job.work is not None:
         job.work.remove()
 
 
 def _gather_frames(folders: list[Path], staging: Path) -> None:
-    """Move each segment's numbered PNGs into the staging folder."""
+    """Link (or copy) each segment's numbered PNGs into the staging folder: the segments stay
+    whole until the output is in place, so a failure here loses no finished work."""
     staging.mkdir(parents=True, exist_ok=True)
     for folder in folders:
         for file in sorted(folder.iterdir()):
-            os.replace(file, staging / file.name)
+            try:
+                os.link(file, staging / file.name)
+            except OSError:
+                shutil.copyfile(file, staging / file.name)
 
 
 def close_job(job: Job) -> None:
@@ -375,5 +446,5 @@ def checked_window(asked: int | None, num_frame: int) -> int:
     return window
 
 
-__all__ = ["Job", "start_job", "run_single", "wants_segments", "plan_job", "run_segments", "finish_job",
-           "close_job", "explain_failure", "checked_window", "segment_output"]
+__all__ = ["Job", "start_job", "run_single", "wants_segments", "plan_job", "run_segments", "commit_segment",
+           "finish_job", "close_job", "explain_failure", "checked_window", "segment_output"]

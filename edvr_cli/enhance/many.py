@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from edvr_cli.clip_layout import VIDEO_SUFFIXES
-from edvr_cli.enhance.job import (Job, close_job, count_frames_exactly, explain_failure, finish_job, plan_job,
-                                  segment_output, start_job, start_progress)
+from edvr_cli.enhance.job import (Job, close_job, commit_segment, count_frames_exactly, explain_failure, finish_job,
+                                  plan_job, segment_output, start_job, start_progress)
 from edvr_cli.enhance.pipeline import EnhanceResult, Reporter, enhance, job_result, note_source
 from edvr_cli.enhance.settings import EnhanceSettings
 from edvr_cli.enhance.ray_pool import RayPool, SegmentTask, frame_clock
@@ -75,7 +75,20 @@ def enhance_many(inputs: list[Path], output_dir: Path, model, settings: EnhanceS
         pool: a RayPool: segments of all inputs run on its actors.
         skip_existing: an input whose output exists is not run (`Outcome.skipped`).
     """
+    made = [folder for folder in (output_dir, *output_dir.parents) if not folder.exists()]
     output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _enhance_into(inputs, output_dir, model, settings, encoder, overwrite, reporter, pool, skip_existing)
+    finally:
+        for folder in made:  # a batch that wrote nothing leaves no empty folders behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty: it holds outputs
+
+
+def _enhance_into(inputs, output_dir, model, settings, encoder, overwrite, reporter, pool, skip_existing):
+    """enhance_many once `output_dir` exists."""
     reporter = reporter or (lambda path: Reporter())
     load = _load_once(model)
     names = [output_for(path, output_dir) for path in inputs]
@@ -187,14 +200,14 @@ def _prepare(path, output, load, settings, encoder, overwrite, reporter, segment
 
 def _store(job: Job, index: int, files: dict[str, bytes], start) -> None:
     """Commit a segment an actor returned."""
+    partial = job.work.partial_path(index, ".received")
     if job.folder_output:
-        partial = job.work.partial_path(index, ".received")
         partial.mkdir()
         for name, data in files.items():
             (partial / name).write_bytes(data)
-        job.work.commit(index, partial)
     else:
-        job.work.store(index, next(iter(files.values())), start)
+        partial.write_bytes(next(iter(files.values())))
+    commit_segment(job, index, partial, start)
 
 
 def _finish(job: Job, outcome: Outcome, raise_errors: bool) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from edvr_cli.enhance.planes import FramePlanes
-from edvr_cli.enhance.segments import Segment, segment_windows
+from edvr_cli.enhance.segments import InputEndedEarly, Segment, segment_windows
 from edvr_cli.enhance.sources import Source, Timing, open_writer
 from edvr_cli.enhance.stream import EnhanceError, restore_windows
 from edvr_cli.video import EncoderSettings, Frame, FrameFormat
@@ -113,12 +113,14 @@ def restore_segments(source: Source, planes: FramePlanes, run_batch: Callable[[l
     """
     segments = sorted(segments, key=lambda segment: segment.index)
     needed = needed_ranges(segments)
+    count = [0]  # frames the pass decoded
 
     def decoded() -> Iterator[tuple[int, object]]:
         indexed = enumerate(source.reader) if clock is None else clock.indexed(source.reader)
         first, ranges = True, iter(needed)
         low, high = next(ranges, (num_frames, num_frames))
         for idx, frame in indexed:
+            count[0] = idx + 1
             if first and clock is not None and idx > low:
                 raise SeekMissed(f"decoding from the seek point began at frame {idx}, after {low}")
             first = False
@@ -151,5 +153,8 @@ def restore_segments(source: Source, planes: FramePlanes, run_batch: Callable[[l
 
             windows = segment_windows(frames.starting_at(segment.first_input), segment, num_frames, window,
                                       padding)
-            restore_windows(windows, run_batch, write, batch, on_frame)
+            try:
+                restore_windows(windows, run_batch, write, batch, on_frame)
+            except InputEndedEarly as ended:  # the pass is over: how far it got is now known
+                raise InputEndedEarly(str(ended), None if clock is not None else count[0]) from None
         yield segment, path, None if output.folder else first_time[0]

@@ -20,6 +20,16 @@ T = TypeVar("T")
 # and the join cost under 1 % of a CPU run, and a segment is minutes of GPU work at 1080p.
 
 
+class InputEndedEarly(EnhanceError):
+    """The input decoded to fewer frames than its container announced (a truncated file).
+
+    `decoded` is how many it gave, once the decoding pass has ended (None before)."""
+
+    def __init__(self, message: str, decoded: int | None = None):
+        super().__init__(message)
+        self.decoded = decoded
+
+
 @dataclass(frozen=True)
 class Segment:
     """Output frames [start, stop) of the clip; input frames [first_input, last_input] feed them."""
@@ -53,6 +63,14 @@ def plan_segments(num_frames: int, segment_frames: int, window: int, padding: st
     return segments
 
 
+def same_windows(segment: Segment, num_frames: int, other_num_frames: int, window: int, padding: str) -> bool:
+    """Whether every frame of `segment` reads the same input frames in a clip of `num_frames` as
+    in one of `other_num_frames` (only frames near the clip's end see its length)."""
+    return segment.stop <= min(num_frames, other_num_frames) and all(
+        window_indices(frame, num_frames, window, padding) == window_indices(frame, other_num_frames, window, padding)
+        for frame in range(segment.start, segment.stop))
+
+
 def segment_windows(frames: Iterable[tuple[int, T]], segment: Segment, num_frames: int, window: int,
                     padding: str) -> Iterator[tuple[int, list[T]]]:
     """(frame index, window frames) for each output frame of `segment`, in order.
@@ -69,8 +87,8 @@ def segment_windows(frames: Iterable[tuple[int, T]], segment: Segment, num_frame
             try:
                 idx, frame = next(frames)
             except StopIteration:
-                raise EnhanceError(f"the input ended before frame {max(indices) + 1} of the {num_frames} its "
-                                   f"container announced; run with --segment-frames 0") from None
+                raise InputEndedEarly(f"the input ended before frame {max(indices) + 1} of the {num_frames} its "
+                                      f"container announced; run with --segment-frames 0") from None
             if segment.first_input <= idx <= segment.last_input:
                 held[idx] = frame
         yield frame_idx, [held[idx] for idx in indices]

@@ -2,16 +2,17 @@
 
 `.NAME.edvr-work/` holds `manifest.json` (what the segments were made from: the input's
 fingerprint, the model file's hash, every option that changes pixels or encoding) and one file
-per finished segment, `seg-00003.mkv`, with the exact time of its first frame beside it
-(`seg-00003.start`, a fraction of seconds: what the join places it by). A segment is written under a temporary name and renamed
-when complete (fsynced first), so a file under a segment's name is always a whole segment: after
-Ctrl-C, SIGKILL or a power loss the next identical run reuses it. A run whose manifest differs
-starts over. The folder is removed once the output is in place.
+per finished segment, `seg-00003.mkv`, with its record beside it (`seg-00003.record`: the exact
+time of its first frame, what the join places it by, and what `segment_check` measured). A
+segment is written under a temporary name and renamed when complete (fsynced first); after
+Ctrl-C, SIGKILL or a power loss the next identical run reuses it if it still measures as
+recorded, and restores it again otherwise (as it does when the record cannot be read). A run
+whose manifest differs or cannot be read starts over. The join's own files (`join.ffconcat`)
+live here too. The folder is removed once the output is in place.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -19,12 +20,14 @@ import shutil
 from fractions import Fraction
 from pathlib import Path
 
+from edvr_cli.enhance.segment_check import file_hash, measure, reuse_problem
+from edvr_cli.enhance.stream import EnhanceError
 from models.errors import EdvrError
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 1: no segment records
 _MANIFEST = "manifest.json"
 _WORK_SUFFIX = ".edvr-work"
-_COMMITTED = re.compile(r"seg-\d{5}(?!\.start$)(\.\w+)?")  # seg-00003.mkv or seg-00003/, not .partial
+_COMMITTED = re.compile(r"seg-\d{5}(?!\.record$)(\.\w+)?")  # seg-00003.mkv or seg-00003/, not .partial
 
 
 class WorkFolderError(EdvrError, OSError):
@@ -66,15 +69,6 @@ def folder_fingerprint(path: str | os.PathLike) -> dict:
                       for entry in entries if entry.is_file()]}
 
 
-def file_hash(path: str | os.PathLike) -> str:
-    """SHA-256 of a file (the model checkpoint), read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class WorkFolder:
     """Finished segments of one output, keyed by segment index.
 
@@ -89,6 +83,7 @@ class WorkFolder:
         self.suffix = suffix
         self.manifest = {"version": MANIFEST_VERSION, **manifest}
         self.started_over = False  # a folder of another job was emptied
+        self.redone: list[tuple[int, str]] = []  # (index, why) of finished segments that failed their check
         try:
             self._open()
         except OSError as error:
@@ -122,33 +117,69 @@ class WorkFolder:
         """Where segment `index` is written before it is complete (`tag` keeps writers apart)."""
         return self.path / f"seg-{index:05d}.partial{tag}{self.suffix}"
 
-    def is_done(self, index: int) -> bool:
-        return self.segment_path(index).exists()
+    @property
+    def join_script(self) -> Path:
+        """The join's concat list: a short fixed name here, whatever the output's name."""
+        return self.path / "join.ffconcat"
+
+    def is_done(self, index: int, num_frames: int) -> bool:
+        """Whether segment `index` is finished and still holds its `num_frames` frames as
+        committed; a damaged or unverifiable one is removed (its reason kept in `redone`)."""
+        path = self.segment_path(index)
+        if not path.exists():
+            return False
+        problem = reuse_problem(path, self.suffix == "", self._record(index), num_frames)
+        if problem is None:
+            return True
+        self.redone.append((index, problem))
+        self.discard(index)
+        return False
+
+    def discard(self, index: int) -> None:
+        """Remove segment `index`, finished or partial, and its record."""
+        for path in [self.segment_path(index), self._record_path(index), *self.path.glob(f"seg-{index:05d}.partial*")]:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
 
     def start_of(self, index: int) -> Fraction:
         """The time of a finished segment's first frame, seconds from the clip's first frame."""
-        return Fraction(self._start_path(index).read_text(encoding="ascii"))
+        record = self._record(index)
+        if record is None:  # checked by is_done: only another program can have changed it since
+            raise WorkFolderError(f"{self.path}: the record of finished segment {index + 1} changed during the "
+                                  f"run; run the same command again to restore that segment anew")
+        return Fraction(record["start"])
 
-    def _start_path(self, index: int) -> Path:
-        return self.path / f"seg-{index:05d}.start"
+    def _record_path(self, index: int) -> Path:
+        return self.path / f"seg-{index:05d}.record"
 
-    def commit(self, index: int, partial: Path, start: Fraction | None = None) -> Path:
-        """Make a complete segment (and its first frame's time) durable, then give it its final
-        name (atomically): only then does it count as done."""
+    def _record(self, index: int) -> dict | None:
+        """A segment's record, None when missing or unreadable (a video's must hold its start)."""
+        try:
+            record = json.loads(self._record_path(index).read_text(encoding="utf-8"))
+            if self.suffix:
+                Fraction(record["start"])
+        except (OSError, ValueError, TypeError, KeyError, ZeroDivisionError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def commit(self, index: int, partial: Path, num_frames: int, start: Fraction | None = None) -> Path:
+        """Measure a complete segment of `num_frames` frames, make it and its record (with its
+        first frame's time) durable, then give it its final name (atomically): only then does
+        it count as done."""
         final = self.segment_path(index)
-        if start is not None:
-            _write_synced(self._start_path(index), str(Fraction(start)).encode("ascii"))
         for file in ([partial] if partial.is_file() else sorted(partial.iterdir())):
             _fsync(file)
+        record = measure(partial, self.suffix == "")
+        if record["frames"] != num_frames:  # the encoder lost frames: never join such a segment
+            raise EnhanceError(f"the encoder wrote {record['frames']} of the {num_frames} frames of segment "
+                               f"{index + 1}")
+        record["start"] = None if start is None else str(Fraction(start))
+        _write_synced(self._record_path(index), json.dumps(record, sort_keys=True).encode("utf-8"))
         os.replace(partial, final)
         _fsync(self.path)
         return final
-
-    def store(self, index: int, data: bytes, start: Fraction | None) -> Path:
-        """Commit a segment received as bytes (from a Ray worker)."""
-        partial = self.partial_path(index, ".received")
-        partial.write_bytes(data)
-        return self.commit(index, partial, start)
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

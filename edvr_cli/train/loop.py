@@ -116,8 +116,10 @@ class StopRequest:
                 signal.signal(sig, old)
 
 
-def train(config: TrainConfig, show_progress: bool = True, echo: Callable[[str], None] = print) -> TrainResult:
-    """Run (or resume) training as `config` says; returns where it stopped.
+def train(config: TrainConfig, show_progress: bool = True, echo: Callable[[str], None] = print,
+          replace_run: bool = False) -> TrainResult:
+    """Run (or resume) training as `config` says; returns where it stopped. With `replace_run` an
+    earlier run's files in `config.out` are removed when this run writes its first record.
 
     Raises ConfigError / DataError / DegradeError / CheckpointError for bad input, TrainingError
     when the loss stays non-finite.
@@ -131,7 +133,7 @@ def train(config: TrainConfig, show_progress: bool = True, echo: Callable[[str],
             # models.dcn warns on every CPU forward once offsets pass 50; the loop reports that
             # once per log step instead (and on GPU too), so silence the per-call warning here.
             warnings.filterwarnings("ignore", message="DCN offset mean", category=RuntimeWarning)
-            return _train(config, ctx, show_progress, echo, tqdm)
+            return _train(config, ctx, show_progress, echo, tqdm, replace_run)
     finally:
         torch.set_num_threads(threads)
         if ctx.world_size > 1 and dist.is_initialized():
@@ -169,8 +171,8 @@ class _Run:
             save_checkpoint(self.out / "last.pth", self.model, self.config.to_dict(), state)
 
 
-def _train(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, tqdm) -> TrainResult:
-    run = _setup(config, ctx, show_progress, echo)
+def _train(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, tqdm, replace_run: bool) -> TrainResult:
+    run = _setup(config, ctx, show_progress, echo, replace_run)
     dataset = PatchDataset(run.clips.train, config.num_frame, config.patch, config.scale, config.intervals,
                            config.augment, config.seed, ctx.rank)
     batches = iter(make_loader(dataset, config.batch, config.num_workers, run.start_iter * config.batch,
@@ -204,10 +206,10 @@ def _train(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, tqd
     return _finish(run, stop)
 
 
-def _setup(config: TrainConfig, ctx: Distributed, show_progress: bool, echo) -> _Run:
+def _setup(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, replace_run: bool) -> _Run:
     """Data, network, optimiser and the state to continue from; the opening notes and the
     input's validation scores."""
-    log = RunLog(Path(config.out), enabled=ctx.is_master, echo=echo)
+    log = RunLog(Path(config.out), enabled=ctx.is_master, echo=echo, replace_run=replace_run)
     amp_dtype = resolve_amp(config.amp, ctx.device)
     if ctx.device.type == "cpu" and config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)

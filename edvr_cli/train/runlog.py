@@ -30,9 +30,12 @@ class RunLog:
         folder: run folder; `log.jsonl` (and `tensorboard/`) go there.
         enabled: False on ranks other than 0: nothing is written or printed.
         echo: prints one human-readable line (the CLI passes tqdm.write so bars stay intact).
+        replace_run: the folder may hold an earlier run, to be replaced (its files go at the first record).
     """
 
-    def __init__(self, folder: Path, enabled: bool = True, echo: Callable[[str], None] = print):
+    def __init__(self, folder: Path, enabled: bool = True, echo: Callable[[str], None] = print,
+                 replace_run: bool = False):
+        self.replace_run = replace_run  # remove an earlier run's files first (--overwrite)
         self.enabled = enabled
         self.echo = echo if enabled else (lambda line: None)
         self.path = folder / "log.jsonl"
@@ -44,6 +47,10 @@ class RunLog:
         """The run folder and TensorBoard writer appear with the first record, not before."""
         self._opened = True
         self.folder.mkdir(parents=True, exist_ok=True)
+        if self.replace_run:
+            from edvr_cli.train.run_folder import clear_run
+
+            clear_run(self.folder)
         try:  # optional: TensorBoard's SummaryWriter needs the tensorboard package
             from torch.utils.tensorboard import SummaryWriter
             self.tensorboard = SummaryWriter(str(self.folder / "tensorboard"))

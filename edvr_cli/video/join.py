@@ -28,13 +28,16 @@ def _microseconds(seconds: Fraction) -> int:
     return math.floor(seconds * 1_000_000 + Fraction(1, 2))
 
 
-def concat_list(segments: Sequence[Path], starts: Sequence[Fraction]) -> str:
+def concat_list(segments: Sequence[Path], starts: Sequence[Fraction], folder: Path | None = None) -> str:
     """An ffconcat script: each segment from its first frame's time, lasting until the next one's.
 
-    `starts` are seconds from the first segment's first frame (the first is 0)."""
+    `starts` are seconds from the first segment's first frame (the first is 0). Segments in
+    `folder` (the script's own) are named relative to it: a line-based script cannot hold a
+    path with a line break."""
     lines = ["ffconcat version 1.0"]
     for index, segment in enumerate(segments):
-        escaped = ffmpeg_path(segment).replace("'", "'\\''")
+        name = segment.name if folder is not None and Path(segment).parent == Path(folder) else ffmpeg_path(segment)
+        escaped = name.replace("'", "'\\''")
         lines.append(f"file '{escaped}'")
         here = _microseconds(starts[index])
         if index > 0:
@@ -47,7 +50,7 @@ def concat_list(segments: Sequence[Path], starts: Sequence[Fraction]) -> str:
 def join_segments(segments: Sequence[Path], starts: Sequence[Fraction], output: Path, source: VideoInfo | None,
                   codec: str,
                   start_offset: Fraction = Fraction(0), notify: Callable[[str], None] | None = None,
-                  source_cut: tuple[Fraction, Fraction] | None = None) -> None:
+                  source_cut: tuple[Fraction, Fraction] | None = None, script: Path | None = None) -> None:
     """Write `output` from `segments` (same codec and parameters, in order) by stream copy.
 
     Args:
@@ -57,12 +60,13 @@ def join_segments(segments: Sequence[Path], starts: Sequence[Fraction], output: 
         start_offset: seconds from the source's start to its first video frame.
         source_cut: (start, length) in seconds from the source's start: only that part of its
             other streams goes along, from the output's time 0 (a preview of part of a video).
+        script: where the concat list is written (default: beside `output`); removed after.
     """
     notify = notify or (lambda message: None)
     if not segments:
         raise ValueError("no segments to join")
-    script = Path(output).with_name(Path(output).name + ".ffconcat")
-    script.write_text(concat_list(segments, starts), encoding="utf-8")
+    script = Path(script or Path(output).with_name(Path(output).name + ".ffconcat"))
+    script.write_text(concat_list(segments, starts, script.parent), encoding="utf-8")
     try:
         args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y"]
         if start_offset:
