@@ -1,4 +1,4 @@
-"""GPU correctness and speed of the network code, in one short run (for a lent GPU machine).
+"""GPU correctness and speed of the network code, in one short run on any CUDA machine.
 
     python benchmarks/gpu_check.py --out gpu_check.json
 

@@ -1,4 +1,4 @@
-"""What segments, resume and Ray workers cost and give (issue 14), measured through the CLI.
+"""What segments, resume and Ray workers cost and give, measured through the CLI.
 
     python benchmarks/segments_speed.py --out benchmarks/results/segments-cpu2-<date>.json
 

@@ -1,4 +1,4 @@
-"""Issue 16's optional fast paths, on the CPU: each one off by default, and each one's output
+"""The optional fast paths, on the CPU: each one off by default, and each one's output
 checked against the plain fp32 path.
 
 - the planes' upload (`edvr_cli.video.convert.to_device`): pinned, non-blocking copies on CUDA

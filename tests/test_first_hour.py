@@ -1,4 +1,4 @@
-"""What a demanding new user hits in the first hour (issue 18), on real clips and real processes.
+"""What a demanding new user hits in the first hour, on real clips and real processes.
 
 Signals go to real `edvr` subprocesses (Ctrl-C to the whole process group, as a terminal sends
 it; SIGTERM and SIGHUP to edvr alone, as `kill` does), two runs aim at one output, a disk fills

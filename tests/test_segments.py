@@ -1,4 +1,4 @@
-"""Segments, resume, many inputs and Ray (issue 14): every path gives a single pass's frames.
+"""Segments, resume, many inputs and Ray: every path gives a single pass's frames.
 
 Real ffmpeg clips, a real tiny EDVR (5-frame windows, so a segment of 1 or 2 frames is smaller
 than a window), outputs through ffv1 so that "identical" is bit for bit.
@@ -426,7 +426,7 @@ def test_a_video_too_long_for_the_probes_scan_is_counted_before_it_is_cut(clip, 
 def test_an_error_while_a_segment_is_written_names_the_output_not_the_work_folder(tmp_path):
     from types import SimpleNamespace
 
-    from edvr_cli.enhance.job import explain_failure
+    from edvr_cli.enhance.output_names import explain_failure
     from edvr_cli.video import VideoError
 
     work = SimpleNamespace(path=tmp_path / ".out.mkv.edvr-work")

@@ -44,7 +44,7 @@ def command(model: str | None, weights: str | None, cache_dir: Path | None, outp
     (N, 3, scale*H, scale*W); N, H and W are dynamic, and the graph pads H and W to the model's
     size multiple itself. With --layout nchw the input is `input` (N, 3T, H, W) instead. The file's metadata holds scale, frames (T), centre frame, size
     multiple, padding and the source checkpoint's sha256. Run it with
-    `edvr enhance clip.mp4 -o out.mkv --model model.onnx`, or in ONNX Runtime (see README).
+    `edvr enhance clip.mp4 -o out.mkv --model model.onnx`, or in ONNX Runtime (see docs/EXPORT.md).
 
     \b
     Examples:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from edvr_cli.clip_layout import VIDEO_SUFFIXES
-from edvr_cli.enhance.job import (Job, close_job, commit_segment, count_frames_exactly, explain_failure, finish_job,
+from edvr_cli.enhance.output_names import explain_failure
+from edvr_cli.enhance.job import (Job, close_job, commit_segment, count_frames_exactly, finish_job,
                                   plan_job, segment_output, start_job, start_progress)
 from edvr_cli.enhance.pipeline import EnhanceResult, Reporter, enhance, job_result, note_source
 from edvr_cli.enhance.settings import EnhanceSettings

@@ -23,11 +23,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-from edvr_cli.enhance.job import (Job, close_job, explain_failure, finish_job, plan_job, run_segments, run_single,
+from edvr_cli.enhance.output_names import explain_failure
+from edvr_cli.enhance.job import (Job, close_job, finish_job, plan_job, run_segments, run_single,
                                   start_job, wants_segments)
 from edvr_cli.enhance.planes import NonFiniteOutputError
 from edvr_cli.enhance.settings import EnhanceSettings

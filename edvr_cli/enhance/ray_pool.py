@@ -16,7 +16,6 @@ never leaves the actor.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import tempfile
 import threading
@@ -27,7 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
 
-from edvr_cli.enhance.planes import FramePlanes
+from edvr_cli.enhance.planes import FramePlanes, build_runner
 from edvr_cli.enhance.segment_worker import FrameClock, SeekMissed, SegmentOutput, restore_segments
 from edvr_cli.enhance.segments import Segment
 from edvr_cli.enhance.sources import Timing, open_source
@@ -97,18 +96,13 @@ class SegmentActor:
         self.network = network
         self.runners: dict = {}
 
-    def _planes(self, task: SegmentTask, source) -> tuple[FramePlanes, Callable]:
-        from edvr_cli.inference import ModelRunner, choose_device
-
+    def _planes(self, task: SegmentTask, source) -> FramePlanes:
         settings = task.settings
         key = (settings.device, settings.precision, settings.tile, settings.tile_overlap, settings.ensemble,
                settings.compile)
         if key not in self.runners:  # built once per actor: a compiled network stays compiled
-            self.runners[key] = ModelRunner(self.network, choose_device(settings.device), settings.precision,
-                                            settings.tile, settings.tile_overlap, settings.ensemble,
-                                            compile=settings.compile)
-        planes = FramePlanes(self.runners[key], source.format, task.output.format, settings.strength)
-        return planes, lambda windows: planes.restore(windows).frames
+            self.runners[key] = build_runner(self.network, settings)
+        return FramePlanes(self.runners[key], source.format, task.output.format, settings.strength)
 
     def restore(self, task: SegmentTask) -> tuple[int, int, dict[str, bytes], Fraction | None]:
         """(job id, segment index, {file name: bytes}, its first frame's time) of one restored segment."""
@@ -125,10 +119,10 @@ class SegmentActor:
         source = open_source(task.input_path, settings.folder_fps, settings.deinterlace, seek_seconds=seek,
                              info=task.info)
         try:
-            planes, run_batch = self._planes(task, source)
+            planes = self._planes(task, source)
             with tempfile.TemporaryDirectory(prefix="edvr-segment-") as folder:
                 partial = Path(folder) / f"segment{task.suffix}"
-                for _segment, path, start in restore_segments(source, planes, run_batch, Timing(source), [task.segment],
+                for _segment, path, start in restore_segments(source, planes, Timing(source), [task.segment],
                                                        task.num_frames, task.window, settings.padding,
                                                        settings.batch, task.output, lambda segment: partial,
                                                        clock=clock):

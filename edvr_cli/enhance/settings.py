@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from edvr_cli.tiling import DEFAULT_TILE_OVERLAP
-from edvr_cli.windows import DEFAULT_PADDING
+from edvr_cli.windows import DEFAULT_PADDING, WINDOW_SIZES
 
 DEFAULT_SEGMENT_FRAMES = 1000  # about 40 s of video: little lost to an interruption, few files
 DEFAULT_FOLDER_FPS = Fraction(25)  # a folder of images has no rate of its own
@@ -59,4 +59,18 @@ class EnhanceSettings:
 
 DEFAULTS = EnhanceSettings()
 
-__all__ = ["EnhanceSettings", "DEFAULTS", "DEFAULT_SEGMENT_FRAMES", "DEFAULT_FOLDER_FPS"]
+
+def checked_window(asked: int | None, num_frame: int) -> int:
+    """The window size (--frames): the model's own; asking for another is an error."""
+    from edvr_cli.enhance.stream import EnhanceError
+
+    window = num_frame if asked is None else asked
+    if window != num_frame:
+        raise EnhanceError(f"--frames {window} does not fit the model, which takes {num_frame} frames "
+                           f"per window (its fusion layer is built for that count); omit --frames")
+    if window not in WINDOW_SIZES:
+        raise EnhanceError(f"the model takes {window} frames per window; supported: "
+                           f"{', '.join(map(str, WINDOW_SIZES))}")
+    return window
+
+__all__ = ["EnhanceSettings", "DEFAULTS", "checked_window", "DEFAULT_SEGMENT_FRAMES", "DEFAULT_FOLDER_FPS"]
