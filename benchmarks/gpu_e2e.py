@@ -73,7 +73,7 @@ import torch.nn.functional as F  # noqa: E402
 from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance  # noqa: E402
 from edvr_cli.enhance import sources as sources_module  # noqa: E402
 from edvr_cli.enhance.planes import FramePlanes  # noqa: E402
-from edvr_cli.inference import ModelRunner  # noqa: E402
+from edvr_cli.enhance.inference import ModelRunner  # noqa: E402
 from edvr_cli.model_choice import LoadedModel, builtin_weights_path, load_enhance_model  # noqa: E402
 from edvr_cli.video import convert as convert_module  # noqa: E402
 from edvr_cli.video import ffmpeg_exe, probe  # noqa: E402
@@ -824,7 +824,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads or 1)
     skip = {name.strip() for name in args.skip.split(",") if name.strip()}
     budget = Budget(args.budget_s if args.budget_s is not None else (300 if args.smoke else 450))
-    from edvr_cli.inference import choose_device
+    from edvr_cli.enhance.inference import choose_device
     device = choose_device(args.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)

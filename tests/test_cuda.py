@@ -22,7 +22,7 @@ outcome and measured values (pytest's `record_property`) in its JSON. Thresholds
   off, so only the kernels' rounding differs).
 
 The unmarked tests at the end check the CPU side of the optional fast paths in
-`edvr_cli.inference` (torch.compile and its fallback); they run everywhere (more in
+`edvr_cli.enhance.inference` (torch.compile and its fallback); they run everywhere (more in
 tests/test_fast_paths.py).
 """
 
@@ -38,7 +38,7 @@ from torch import nn
 
 from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance, restore_stream
 from edvr_cli.image_io import list_image_files, read_image, write_png
-from edvr_cli.inference import ModelRunner
+from edvr_cli.enhance.inference import ModelRunner
 from edvr_cli.video import FrameConverter
 from edvr_cli.video.frame import FrameFormat
 from edvr_cli.video.pixel_format import PlaneLayout

@@ -4,7 +4,8 @@
 - pipeline.py: `enhance()` and its result; job.py: the steps it is made of (start,
   single pass or segments, finish), which many.py reuses.
 - sources.py: the opened input, the output's frame format and timing, the writer.
-- planes.py: frames to the network's RGB on the device and its outputs back to planes.
+- planes.py: the network (inference.py's ModelRunner: device, precision, tiles from tiling.py)
+  and the conversions of frames to its RGB on the device and of its outputs back to planes.
 - stream.py: temporal windows over the frame stream and the in-order restore loop.
 - segments.py (the plan), segment_worker.py (restores segments), workfolder.py (finished
   segments kept for resume): long videos in resumable segments, joined by video/join.py.

@@ -33,7 +33,7 @@ from edvr_cli.enhance.settings import EnhanceSettings, checked_window
 from edvr_cli.enhance.sources import Source, Timing, open_source, open_writer, output_format
 from edvr_cli.enhance.stream import EnhanceError, restore_stream
 from edvr_cli.enhance.workfolder import WorkFolder, file_fingerprint, file_hash, folder_fingerprint, work_folder_path
-from edvr_cli.inference import choose_device
+from edvr_cli.enhance.inference import choose_device
 from edvr_cli.model_choice import LoadedModel
 from edvr_cli.output_files import OutputClaim, check_paths, claim_output, is_folder_output
 from edvr_cli.video import EncoderSettings, Frame, FrameFormat, resolve_encoder

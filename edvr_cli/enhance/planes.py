@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from edvr_cli.enhance.stream import EnhanceError
-from edvr_cli.inference import ModelRunner, Restored, choose_device
+from edvr_cli.enhance.inference import ModelRunner, Restored, choose_device
 from edvr_cli.video import Frame, FrameConverter, FrameFormat
 
 

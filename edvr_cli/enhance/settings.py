@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from edvr_cli.tiling import DEFAULT_TILE_OVERLAP
+from edvr_cli.enhance.tiling import DEFAULT_TILE_OVERLAP
 from edvr_cli.windows import DEFAULT_PADDING, WINDOW_SIZES
 
 DEFAULT_SEGMENT_FRAMES = 1000  # about 40 s of video: little lost to an interruption, few files
@@ -20,7 +20,7 @@ class EnhanceSettings:
     Args:
         window: frames per window; None = the model's num_frame (any other count is an error).
         padding: temporal padding at the clip ends (windows.PADDING_MODES).
-        tile, tile_overlap: spatial tiles in input pixels (0 = whole frame), see edvr_cli.tiling.
+        tile, tile_overlap: spatial tiles in input pixels (0 = whole frame), see edvr_cli.enhance.tiling.
         batch: windows per forward pass.
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
         precision: 'fp32', 'fp16' (CUDA only) or 'bf16'.
