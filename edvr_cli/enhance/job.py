@@ -37,7 +37,7 @@ from edvr_cli.enhance.inference import choose_device
 from edvr_cli.model_choice import LoadedModel
 from edvr_cli.output_files import OutputClaim, check_paths, claim_output, is_folder_output
 from edvr_cli.video import EncoderSettings, Frame, FrameFormat, resolve_encoder
-from edvr_cli.video.encoders import check_crf
+from edvr_cli.video.encoders import check_crf, choose_pix_fmt
 from edvr_cli.video.join import join_segments
 from edvr_cli.video.packets import scan_packets
 
@@ -138,6 +138,9 @@ def start_job(input_path, output_path, model: LoadedModel | Callable[[], LoadedM
             network.scale_residual(settings.strength)
         device = choose_device(settings.device)
         out_format = output_format(source.format, int(network.scale), folder_output, encoder.pix_fmt)
+        if not folder_output and encoder.pix_fmt is None:  # decided once, for every writer and the summary
+            encoder = replace(encoder, pix_fmt=choose_pix_fmt(encoder.codec, out_format.layout, out_format.width,
+                                                              out_format.height))
     except BaseException:
         source.close()
         claim.release()

@@ -33,7 +33,7 @@ from edvr_cli.enhance.planes import NonFiniteOutputError
 from edvr_cli.enhance.settings import EnhanceSettings
 from edvr_cli.enhance.sources import Source, open_source, open_writer
 from edvr_cli.model_choice import LoadedModel
-from edvr_cli.video import EncoderSettings, VideoError, choose_pix_fmt
+from edvr_cli.video import EncoderSettings, VideoError
 
 
 class Reporter:
@@ -151,15 +151,9 @@ def job_result(job: Job) -> EnhanceResult:
         strength=settings.strength, pix_fmt=job.out_format.layout.pix_fmt,
         encoder=None if job.folder_output or used is None else {
             "codec": used.codec, "crf": used.crf, "preset": used.preset,
-            "pix_fmt": getattr(job.writer, "pix_fmt", None) or used.pix_fmt or _chosen_pix_fmt(job)},
+            "pix_fmt": getattr(job.writer, "pix_fmt", None) or used.pix_fmt},
         variable_frame_rate=info is not None and info.is_vfr, segments=len(job.segments),
         segments_reused=job.reused, first_frame=job.first_frame, notes=job.notes)
-
-
-def _chosen_pix_fmt(job: Job) -> str:
-    """The pixel format the segments' encoder took (what a FrameWriter chooses)."""
-    fmt = job.out_format
-    return choose_pix_fmt(job.encoder.codec, fmt.layout, fmt.width, fmt.height)
 
 
 def note_source(source: Source, target: Path, folder_output: bool, deinterlace: bool, note) -> None:
