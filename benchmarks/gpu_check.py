@@ -1,4 +1,4 @@
-"""GPU correctness and speed of the network code, in one short run (for a lent GPU machine).
+"""GPU correctness and speed of the network code, in one short run on any CUDA machine.
 
     python benchmarks/gpu_check.py --out gpu_check.json
 
@@ -10,7 +10,7 @@ Correctness (printed and stored as JSON):
    against torchvision's on CUDA, and bf16/fp16 autocast against CUDA fp32 (PSNR of the outputs).
 2. The bundled builtin-sr4 weights on a real photograph (scikit-image's astronaut, a 192x256
    crop, x4 bicubic-downsampled and repeated as 3 frames): PSNR against the crop on the CPU and
-   on CUDA in fp32/bf16/fp16 through `edvr_cli.inference.ModelRunner`, the path `enhance` uses.
+   on CUDA in fp32/bf16/fp16 through `edvr_cli.enhance.inference.ModelRunner`, the path `enhance` uses.
 Speed: ms per output frame of EDVR-M x4 (180x320 input) and the `small` preset (544x960),
 random weights, for each DCN backend and precision, after warm-up (CUDA events).
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from edvr_cli.inference import ModelRunner
+from edvr_cli.enhance.inference import ModelRunner
 from models import build_model, load_model
 
 REPO = Path(__file__).resolve().parents[1]

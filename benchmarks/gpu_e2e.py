@@ -1,9 +1,9 @@
-"""Issue 16 in one run: `edvr enhance` end to end on a GPU against a plain fp32 forward.
+"""`edvr enhance` end to end on a GPU against a plain fp32 forward, every measurement in one run.
 
     python benchmarks/gpu_e2e.py --out-dir DIR            # the full run, on a GPU machine (< 8 min)
     python benchmarks/gpu_e2e.py --smoke --out-dir DIR    # everything tiny, on any machine (~1 min)
 
-benchmarks/gpu_e2e.sh is the command for a lent GPU machine (wheels, ffmpeg, paths). Sections,
+benchmarks/gpu_e2e.sh runs it on a GPU machine without ffmpeg or network (wheels, ffmpeg, paths). Sections,
 in this order; each later one is skipped (and says so in the JSON) when the time budget
 (--budget-s) would run out, and the JSON is rewritten after each:
 
@@ -73,7 +73,7 @@ import torch.nn.functional as F  # noqa: E402
 from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance  # noqa: E402
 from edvr_cli.enhance import sources as sources_module  # noqa: E402
 from edvr_cli.enhance.planes import FramePlanes  # noqa: E402
-from edvr_cli.inference import ModelRunner  # noqa: E402
+from edvr_cli.enhance.inference import ModelRunner  # noqa: E402
 from edvr_cli.model_choice import LoadedModel, builtin_weights_path, load_enhance_model  # noqa: E402
 from edvr_cli.video import convert as convert_module  # noqa: E402
 from edvr_cli.video import ffmpeg_exe, probe  # noqa: E402
@@ -81,7 +81,7 @@ from edvr_cli.video.rgb_frames import RgbFrameReader  # noqa: E402
 from models import EDVR, build_model, load_model, save_model  # noqa: E402
 from models.dcn import DCNv2Pack, max_offset_absmean, torchvision_available  # noqa: E402
 
-TARGET_MS_PER_FRAME = 9.0  # issue 16: EDVR-M x4 180x320 -> 720p end to end on an H200
+TARGET_MS_PER_FRAME = 9.0  # the goal for EDVR-M x4 180x320 -> 720p end to end on an H200
 TARGET_SPEEDUP = 2.0  # ... and at least 2x the reference
 TARGET_QE_FPS_1080P = 60.0
 
@@ -90,7 +90,7 @@ TARGET_QE_FPS_1080P = 60.0
 class Sizes:
     """How big each section runs: the full run, or the smoke run's tiny stand-ins."""
 
-    frames: int = 300  # e2e clip length (>= 300 for issue 16)
+    frames: int = 300  # e2e clip length (>= 300 for a steady throughput)
     width: int = 320
     height: int = 180
     warmup_frames: int = 12
@@ -824,7 +824,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads or 1)
     skip = {name.strip() for name in args.skip.split(",") if name.strip()}
     budget = Budget(args.budget_s if args.budget_s is not None else (300 if args.smoke else 450))
-    from edvr_cli.inference import choose_device
+    from edvr_cli.enhance.inference import choose_device
     device = choose_device(args.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)

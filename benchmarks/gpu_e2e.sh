@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Issue 16's GPU run, on a lent GPU machine (torch, torchvision, triton there; no ffmpeg, no
-# network). Prepare on the development machine, once:
+# The end-to-end GPU benchmark, on any machine with a CUDA GPU and torch. For a machine without
+# ffmpeg or network access, prepare once where both are available:
 #     bash benchmarks/pack_gpu_run.sh            # -> .gpu_run/ (wheels + ffmpeg.xz, ~47 MiB, git-ignored)
-# then one device call from the repo root (the working tree travels; .gpu_run is carried):
-#     run(command="bash benchmarks/gpu_e2e.sh", carry=[".gpu_run"], timeout_s=570)
-# The results come back as $OUT/gpu_e2e-<gpu>-<date>.json (+ gpu_e2e.log); copy the JSON into
+# copy the repository with .gpu_run to the GPU machine, and run from its root:
+#     OUT=results_dir bash benchmarks/gpu_e2e.sh
+# The results are written as $OUT/gpu_e2e-<gpu>-<date>.json (+ gpu_e2e.log); copy the JSON into
 # benchmarks/results/. Extra arguments go to benchmarks/gpu_e2e.py (e.g. --skip compile).
 # The script stops itself after --budget-s (450 s) and rewrites its JSON after every section,
 # so a run cut short still returns what it measured.

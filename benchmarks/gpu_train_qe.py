@@ -1,5 +1,4 @@
-"""Issue 15's prepared GPU run: train the builtin-qe network on the training pack, for as long as a
-lent GPU allows, and leave everything needed to continue or to choose a checkpoint.
+"""Train the builtin-qe network on the training pack on a GPU, for a fixed time budget, and leave everything needed to continue or to choose a checkpoint.
 
     python benchmarks/gpu_train_qe.py --pack .train_pack/qe37 --out $OUT/qe15          # one GPU session
     python benchmarks/gpu_train_qe.py --resume .train_pack/resume --out $OUT/qe15      # the next one
@@ -105,7 +104,7 @@ def elapsed() -> float:
 # --- the smoke pack -----------------------------------------------------------------------------
 
 def make_smoke_pack(folder: Path, frames: int = 10) -> Path:
-    """A tiny real pack (needs ffmpeg: the development machine): two photograph pans to train on,
+    """A tiny real pack (needs ffmpeg): two photograph pans to train on,
     one to select on, through the same `pack_clip` as the real pack."""
     import numpy as np
     import skimage.data

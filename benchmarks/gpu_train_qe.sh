@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Issue 15's GPU training run, on a lent GPU machine (torch, torchvision, opencv-python-headless
-# there; no ffmpeg, no network). Prepare on the development machine, once:
+# The builtin-qe training run, on any machine with a CUDA GPU (torch, torchvision,
+# opencv-python-headless; ffmpeg and network access are not needed). Prepare the pack once where
+# ffmpeg is available:
 #     python benchmarks/pack_train_qe.py          # -> .train_pack/qe37 (git-ignored, ~44 MiB)
-# then one device call from the repo root (the working tree travels; the pack is carried):
-#     run(command="bash benchmarks/gpu_train_qe.sh", carry=[".train_pack/qe37", ".train_pack/resume"],
-#         timeout_s=600)
+# copy the repository with .train_pack to the GPU machine, and run from its root:
+#     OUT=results_dir bash benchmarks/gpu_train_qe.sh
 # It trains for --max-seconds (540 s from the start of the python process), scoring on the pack's
 # selection clips and checkpointing every 60 s, and stops by itself; everything lands in
 # $OUT/qe15 (last.pth best.pth ema.pth snapshots.pth log.jsonl summary.json) + $OUT/gpu_train_qe.log.

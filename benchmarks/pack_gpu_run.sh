@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Build what a lent GPU machine needs for benchmarks/gpu_e2e.sh into .gpu_run/ (git-ignored):
+# Build what a GPU machine without ffmpeg or network access needs for benchmarks/gpu_e2e.sh
+# into .gpu_run/ (git-ignored):
 #   .gpu_run/wheels/   click, tqdm, imageio-ffmpeg (pure-python wheels, no dependencies fetched)
 #   .gpu_run/ffmpeg.xz the project's ffmpeg (the one imageio-ffmpeg bundles here), xz -9
-# and check that they, with the working tree that travels anyway, stay under 60 MiB (the device
-# tool takes 64 MiB in all). Run from anywhere, on the development machine:
+# and check that they, with the working tree, stay under 60 MiB (small enough to copy anywhere).
+# Run from anywhere, on a machine with the project installed:
 #   bash benchmarks/pack_gpu_run.sh [PYTHON]          # PYTHON defaults to /work/venv/bin/python
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

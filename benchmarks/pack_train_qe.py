@@ -1,4 +1,4 @@
-"""Build the builtin-qe training pack for a GPU machine (issue 15): real clean footage -> ground truth
+"""Build the builtin-qe training pack for a GPU machine: real clean footage -> ground truth
 + x265 QP 37 input through the trainer's own degradation, packed losslessly in well under 64 MiB.
 
     python benchmarks/pack_train_qe.py                      # -> .train_pack/qe37 (git-ignored)

@@ -1,4 +1,4 @@
-"""What segments, resume and Ray workers cost and give (issue 14), measured through the CLI.
+"""What segments, resume and Ray workers cost and give, measured through the CLI.
 
     python benchmarks/segments_speed.py --out benchmarks/results/segments-cpu2-<date>.json
 
@@ -73,7 +73,7 @@ def segment_cost(folder: Path, model: Path) -> dict:
 
 def default_size(folder: Path, model: Path) -> dict:
     """One pass against the default segment size on a clip of 2500 frames (3 segments)."""
-    from edvr_cli.enhance.segments import DEFAULT_SEGMENT_FRAMES
+    from edvr_cli.enhance.settings import DEFAULT_SEGMENT_FRAMES
 
     clip = make_clip(folder / "default.mkv", width=64, height=48, num_frames=2500, audio=True, pix_fmt="yuv420p")
     base = [str(clip), "--model", str(model), "--overwrite"]
@@ -116,6 +116,13 @@ def ray_workers(folder: Path) -> dict:
             "note": "seconds include starting Ray (about 5 s) and each actor's torch import", "runs": rows}
 
 
+def _peak_rss_mib(_actor) -> float:
+    """The calling Ray worker process's peak resident memory."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def ray_worker_memory(folder: Path) -> dict:
     """Peak RSS of each Ray worker after restoring a 320x180 clip (builtin-qe), against a plain
     in-process run of the same clip."""
@@ -138,7 +145,7 @@ def ray_worker_memory(folder: Path) -> dict:
         pool = RayPool("local", 2, load_enhance_model("builtin-qe").network)
         enhance_on_pool(clip, folder / "hd_ray.mkv", load_enhance_model("builtin-qe"), settings,
                         EncoderSettings(), False, Reporter(), pool)
-        workers = pool.peak_rss_mib()
+        workers = ray.get([actor.__ray_call__.remote(_peak_rss_mib) for actor in pool.actors])
         pool.close()
     finally:
         ray.shutdown()

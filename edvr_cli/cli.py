@@ -1,8 +1,7 @@
 """The `edvr` command group.
 
 Subcommands live in `edvr_cli.commands.<name>` and are imported only when used, so
-`edvr --help` stays fast (no torch import) and a command that is not built yet
-answers with one line instead of a traceback.
+`edvr --help` stays fast (no torch import).
 """
 
 from __future__ import annotations
@@ -24,15 +23,6 @@ SUBCOMMANDS = {
 }
 
 
-def _not_built(name: str, short_help: str) -> click.Command:
-    @click.command(name=name, short_help=short_help, help=short_help + "\n\n(Not built yet.)",
-                   context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-    def stub() -> None:
-        raise click.ClickException(f"'edvr {name}' is not built yet in this version.")
-
-    return stub
-
-
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use."""
 
@@ -43,13 +33,7 @@ class LazyGroup(click.Group):
         if cmd_name not in SUBCOMMANDS:
             return None
         module_name, short_help = SUBCOMMANDS[cmd_name]
-        qualified = f"edvr_cli.commands.{module_name}"
-        try:
-            module = importlib.import_module(qualified)
-        except ModuleNotFoundError as error:
-            if error.name != qualified:
-                raise
-            return _not_built(cmd_name, short_help)
+        module = importlib.import_module(f"edvr_cli.commands.{module_name}")
         command = module.command
         command.short_help = command.short_help or short_help
         return command

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from torch import nn
 
+from models.errors import EdvrError
+
 BUILTIN_MODELS = ("builtin-qe", "builtin-sr4")
 DEFAULT_MODEL = "builtin-qe"  # used when --model is not given
 # task and measured held-out gain of each bundled model, as `edvr models` lists them
@@ -24,7 +26,7 @@ BUILTIN_SUMMARY = {
 }
 
 
-class ModelChoiceError(ValueError):
+class ModelChoiceError(EdvrError, ValueError):
     """--model / --weights name nothing usable; the message is one line."""
 
 

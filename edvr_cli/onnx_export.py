@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.checkpoint import write_atomically
+from models.errors import EdvrError
 
 MIN_OPSET = 16  # GridSample (the DCN's bilinear sampling) first appears in opset 16
 LAYOUTS = ("ntchw", "nchw")
@@ -47,7 +48,7 @@ OUTPUT_NAME = "restored"
 VERIFY_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 
 
-class ExportError(ValueError):
+class ExportError(EdvrError, ValueError):
     """The model cannot be exported as asked, or the export does not match PyTorch; one line."""
 
 

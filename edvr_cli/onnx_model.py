@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.errors import EdvrError
+
 REQUIRED_METADATA = ("scale", "num_frame", "size_multiple")
 
 
-class OnnxModelError(ValueError):
+class OnnxModelError(EdvrError, ValueError):
     """An ONNX file or runtime that cannot run here; the message is one line."""
 
 

@@ -46,11 +46,6 @@ def cache_path(entry: ZooEntry, cache_dir: str | Path | None = None) -> Path:
     return folder / entry.file_name
 
 
-def is_cached(entry: ZooEntry, cache_dir: str | Path | None = None) -> bool:
-    """Whether the file is present (not re-hashed: listing must stay fast)."""
-    return cache_path(entry, cache_dir).is_file()
-
-
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:

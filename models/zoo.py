@@ -5,7 +5,7 @@ Both publishers name files `<stem>-<first 8 hex digits of the file's SHA-256>.pt
 `tools/model_converters/publish_model.py`, BasicSR `scripts/publish_models.py`), so where no
 full digest is published, `sha256` holds that 8-digit prefix.
 
-Left out on purpose (not confirmable, see README.md, "Named checkpoints"): the original xinntao/EDVR
+Left out on purpose (not confirmable, see docs/MODELS.md, "Named checkpoints"): the original xinntao/EDVR
 Google Drive files (no hash in their names), BasicSR's NTIRE19 "Stage2" models (no files
 published), and the EDVR models BasicSR ships only as IconVSR components.
 """

@@ -1,4 +1,4 @@
-"""The GPU path (issue 16): `pytest -m cuda tests/test_cuda.py` on a machine with a CUDA GPU.
+"""The GPU path: `pytest -m cuda tests/test_cuda.py` on a machine with a CUDA GPU.
 
 Tests marked `cuda` skip where `torch.cuda.is_available()` is False, so the CPU suite passes
 without a GPU; `benchmarks/gpu_e2e.py` runs them first on a lent GPU and stores each test's
@@ -10,7 +10,7 @@ outcome and measured values (pytest's `record_property`) in its JSON. Thresholds
   frame scores far below 30 dB.
 - fp16 / bf16 against fp32 on the GPU: >= 40 dB PSNR of the outputs (`LOW_PRECISION_DB`;
   bf16 keeps 8 mantissa bits, 3 significant digits), and their PSNR against the ground truth of
-  a real clip within 0.05 dB of fp32's (`GT_DELTA_DB`, issue 16's rule for a bf16 default).
+  a real clip within 0.05 dB of fp32's (`GT_DELTA_DB`, the bar for a bf16 default).
 - Out of memory: a real `torch.cuda.OutOfMemoryError` (the process's share of GPU memory capped
   below what whole frames need, restored afterwards) is retried with smaller tiles, and the
   frames written are exactly the frames in (a model that returns its centre frame).
@@ -22,7 +22,7 @@ outcome and measured values (pytest's `record_property`) in its JSON. Thresholds
   off, so only the kernels' rounding differs).
 
 The unmarked tests at the end check the CPU side of the optional fast paths in
-`edvr_cli.inference` (torch.compile and its fallback); they run everywhere (more in
+`edvr_cli.enhance.inference` (torch.compile and its fallback); they run everywhere (more in
 tests/test_fast_paths.py).
 """
 
@@ -38,7 +38,7 @@ from torch import nn
 
 from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance, restore_stream
 from edvr_cli.image_io import list_image_files, read_image, write_png
-from edvr_cli.inference import ModelRunner
+from edvr_cli.enhance.inference import ModelRunner
 from edvr_cli.video import FrameConverter
 from edvr_cli.video.frame import FrameFormat
 from edvr_cli.video.pixel_format import PlaneLayout

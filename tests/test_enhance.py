@@ -28,7 +28,7 @@ from edvr_cli.enhance import (EnhanceError, EnhanceSettings, SlidingWindows, Sou
 from edvr_cli.video import FolderFrameReader, Frame, FrameFormat, PlaneLayout, probe
 from edvr_cli.video import FrameReader as PlaneReader
 from edvr_cli.video.rgb_frames import RgbFrameReader as FrameReader
-from edvr_cli.inference import ModelRunner, Restored
+from edvr_cli.enhance.inference import ModelRunner, Restored
 from edvr_cli.model_choice import LoadedModel
 from edvr_cli.output_files import OutputPathError
 from edvr_cli.windows import PADDING_MODES, WINDOW_SIZES, max_reach, window_indices

@@ -300,7 +300,7 @@ def test_enhance_x4_with_strength_and_tiles_matches_pytorch(exported, frames, tm
 
 
 def test_onnx_runtime_out_of_memory_makes_the_runner_retry_with_smaller_tiles(exported, frames):
-    from edvr_cli.inference import ModelRunner
+    from edvr_cli.enhance.inference import ModelRunner
 
     model = load_onnx_model(exported["builtin-qe"][0])
     real_session = model._sessions["cpu"]

@@ -1,4 +1,4 @@
-"""Issue 16's optional fast paths, on the CPU: each one off by default, and each one's output
+"""The optional fast paths, on the CPU: each one off by default, and each one's output
 checked against the plain fp32 path.
 
 - the planes' upload (`edvr_cli.video.convert.to_device`): pinned, non-blocking copies on CUDA
@@ -26,7 +26,7 @@ from click.testing import CliRunner
 
 from edvr_cli.commands.enhance import command
 from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance
-from edvr_cli.inference import ModelRunner, frames_channels_last
+from edvr_cli.enhance.inference import ModelRunner, frames_channels_last
 from edvr_cli.model_choice import LoadedModel
 from edvr_cli.video import FrameConverter
 from edvr_cli.video import convert as convert_module

@@ -1,4 +1,4 @@
-"""What a demanding new user hits in the first hour (issue 18), on real clips and real processes.
+"""What a demanding new user hits in the first hour, on real clips and real processes.
 
 Signals go to real `edvr` subprocesses (Ctrl-C to the whole process group, as a terminal sends
 it; SIGTERM and SIGHUP to edvr alone, as `kill` does), two runs aim at one output, a disk fills
@@ -352,8 +352,22 @@ def test_crf_and_fps_out_of_range_are_refused_by_click(files, tmp_path):
     assert probe(tmp_path / "fast.mkv").fps == 1000
 
 
-# ------------------------------------------------------------------------ stream choice
+def test_crf_range_is_that_of_each_outputs_own_container(files, tmp_path):
+    """VP9 (.webm) takes 0-63, libx265 (.mp4) 0-51: each output's codec comes from its own container."""
+    webm = [make_clip(tmp_path / f"{name}.webm", num_frames=3, codec_args=("-c:v", "libvpx-vp9"), pix_fmt="yuv420p")
+            for name in ("a", "b")]
+    result = run("enhance", *webm, "-o", tmp_path / "out", "--crf", "55", "--model", files["model"], "--quiet")
+    assert result.exit_code == 0, result.output
+    for name in ("a", "b"):
+        assert probe(tmp_path / "out" / f"{name}.webm").streams[0].codec == "vp9"
+    result = run("enhance", files["clip"], "-o", tmp_path / "x.mp4", "--crf", "55", "--model", files["model"],
+                 "--quiet")
+    assert usage_error(result) == ("Invalid value for '--crf': 55 is outside libx265's range, 0 to 51 (lower = "
+                                   "better quality, bigger file)")
+    assert not (tmp_path / "x.mp4").exists()
 
+
+# ------------------------------------------------------------------------ stream choice
 def test_the_default_flagged_video_stream_wins_over_a_cover_track(files, tmp_path):
     cover = tmp_path / "cover.png"
     subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "color=red:size=32x32", "-frames:v", "1",

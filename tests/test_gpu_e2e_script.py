@@ -1,4 +1,4 @@
-"""benchmarks/gpu_e2e.py (issue 16's GPU run) works: its --smoke mode runs every section tiny on
+"""benchmarks/gpu_e2e.py (the end-to-end GPU benchmark) works: its --smoke mode runs every section tiny on
 the CPU, as on a GPU machine, and writes the JSON the issue asks for."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ("decode", "upload", "model", "download", "encode")
 
 
-def test_smoke_run_writes_the_issue_16_json(tmp_path):
+def test_smoke_run_writes_every_sections_json(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_e2e.py"), "--smoke", "--device", "cpu",
                            "--out-dir", str(tmp_path), "--work", str(tmp_path / "work")],

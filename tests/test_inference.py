@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from edvr_cli.inference import (DIHEDRAL, InferenceError, ModelRunner, autocast_dtype, choose_device,
+from edvr_cli.enhance.inference import (DIHEDRAL, InferenceError, ModelRunner, autocast_dtype, choose_device,
                                 inverse_transform, is_out_of_memory, transform)
 from models import EDVR
 

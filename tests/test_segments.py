@@ -1,4 +1,4 @@
-"""Segments, resume, many inputs and Ray (issue 14): every path gives a single pass's frames.
+"""Segments, resume, many inputs and Ray: every path gives a single pass's frames.
 
 Real ffmpeg clips, a real tiny EDVR (5-frame windows, so a segment of 1 or 2 frames is smaller
 than a window), outputs through ffv1 so that "identical" is bit for bit.
@@ -288,11 +288,15 @@ def test_ray_with_two_workers_gives_the_single_pass(clip, model_file, single_pas
     assert [stream.kind for stream in probe(output).streams] == ["video", "audio"]
 
 
+def _actor_pids(pool) -> list[int]:
+    return pool.ray.get([actor.__ray_call__.remote(lambda _: os.getpid()) for actor in pool.actors])
+
+
 def test_a_ray_worker_killed_mid_job_has_its_segment_redone(clip, model_file, single_pass, ray_pool, tmp_path):
     from edvr_cli.enhance import Reporter
     from edvr_cli.enhance.many import enhance_on_pool
 
-    pids = ray_pool.pids()
+    pids = _actor_pids(ray_pool)
     assert len(set(pids)) == 2
     run_tasks = ray_pool.run
     killed = []
@@ -313,7 +317,7 @@ def test_a_ray_worker_killed_mid_job_has_its_segment_redone(clip, model_file, si
         ray_pool.run = run_tasks
     assert killed and result.segments == 12
     assert frames_of(tmp_path / "ray.mkv") == single_pass
-    assert pids[0] not in ray_pool.pids()  # Ray restarted the actor in a new process
+    assert pids[0] not in _actor_pids(ray_pool)  # Ray restarted the actor in a new process
 
 
 @pytest.mark.parametrize("name, codec_args, seeks", [
@@ -422,7 +426,7 @@ def test_a_video_too_long_for_the_probes_scan_is_counted_before_it_is_cut(clip, 
 def test_an_error_while_a_segment_is_written_names_the_output_not_the_work_folder(tmp_path):
     from types import SimpleNamespace
 
-    from edvr_cli.enhance.job import explain_failure
+    from edvr_cli.enhance.output_names import explain_failure
     from edvr_cli.video import VideoError
 
     work = SimpleNamespace(path=tmp_path / ".out.mkv.edvr-work")

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from edvr_cli.tiling import run_tiled, tile_grid
+from edvr_cli.enhance.tiling import run_tiled, tile_grid
 from models import EDVR
 
 

@@ -9,8 +9,7 @@ from fractions import Fraction
 import click
 
 from edvr_cli.commands.enhance_options import FrameRate, TimeValue
-from edvr_cli.commands.interrupts import Interrupted, interrupted_message, signum_of, stop_on_signals
-from edvr_cli.commands.messages import one_line
+from edvr_cli.commands.failures import reported
 
 
 class Times(click.ParamType):
@@ -104,18 +103,8 @@ def command(inputs: tuple[str, ...], output_path: str, crops: bool, as_html: boo
     """
     if crops and as_html:
         raise click.BadParameter("--crops and --html write different outputs; choose one", param_hint="'--html'")
-    with stop_on_signals() as received:
-        try:
-            result = _run(list(inputs), output_path, crops, as_html, list(labels) or None, no_labels, quiet, **options)
-        except KeyboardInterrupt as interrupt:
-            signum = signum_of(interrupt, received)
-            raise Interrupted(interrupted_message(f"{output_path} was not written", signum), signum) from None
-        except Exception as error:
-            from models.errors import EdvrError
-
-            if not isinstance(error, (EdvrError, OSError)):
-                raise  # a bug: the traceback is what helps
-            raise click.ClickException(one_line(error)) from None
+    with reported(f"{output_path} was not written"):
+        result = _run(list(inputs), output_path, crops, as_html, list(labels) or None, no_labels, quiet, **options)
     if as_json:
         click.echo(json.dumps(asdict(result), indent=2))
     elif not quiet:

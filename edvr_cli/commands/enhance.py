@@ -8,15 +8,11 @@ from pathlib import Path
 
 import click
 
-from edvr_cli.commands.enhance_options import FrameRate, TimeValue, check_crf
+from edvr_cli.commands.enhance_options import FrameRate, TimeValue
 from edvr_cli.commands.enhance_report import ProgressReporter, report
-from edvr_cli.commands.messages import one_line
-
-from edvr_cli.commands.interrupts import Interrupted, interrupted_message, signum_of, stop_on_signals
-from edvr_cli.enhance.segments import DEFAULT_SEGMENT_FRAMES
-from edvr_cli.windows import DEFAULT_PADDING, PADDING_MODES, WINDOW_SIZES
-
-DEFAULT_FOLDER_FPS = "25"
+from edvr_cli.commands.failures import reported
+from edvr_cli.enhance.settings import DEFAULTS
+from edvr_cli.windows import PADDING_MODES
 
 
 @click.command(name="enhance", short_help="Restore or upscale a video (or a folder of frames) with EDVR.")
@@ -36,23 +32,23 @@ DEFAULT_FOLDER_FPS = "25"
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Download cache for model names.  [default: $EDVR_CACHE_DIR, else "
                    "$XDG_CACHE_HOME/edvr, else ~/.cache/edvr]")
-@click.option("--frames", "window", type=click.Choice([str(size) for size in WINDOW_SIZES]), default=None,
+@click.option("--frames", "window", type=int, default=None,
               help="Frames per temporal window. Must equal the model's own count (the default).")
-@click.option("--padding", type=click.Choice(PADDING_MODES), default=DEFAULT_PADDING,
+@click.option("--padding", type=click.Choice(PADDING_MODES), default=DEFAULTS.padding,
               show_default=True,
               help="How windows are filled at the clip's ends (BasicSR's modes; its REDS tests use "
                    "reflection_circle, its deblur tests replicate).")
-@click.option("--tile", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--tile", type=click.IntRange(min=0), default=DEFAULTS.tile, show_default=True,
               help="Process frames in tiles of this many input pixels (0 = whole frames). Lowers "
                    "memory; on out-of-memory the size is halved automatically.")
-@click.option("--tile-overlap", type=click.IntRange(min=0), default=32, show_default=True,
+@click.option("--tile-overlap", type=click.IntRange(min=0), default=DEFAULTS.tile_overlap, show_default=True,
               help="Context margin around each tile, in input pixels; the margin is cropped away, so "
                    "a margin covering the network's receptive field leaves no seam.")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--batch", type=click.IntRange(min=1), default=DEFAULTS.batch, show_default=True,
               help="Windows per forward pass (more is faster on a GPU and needs more memory).")
-@click.option("--device", default="auto", show_default=True,
+@click.option("--device", default=DEFAULTS.device, show_default=True,
               help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32",
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=DEFAULTS.precision,
               show_default=True,
               help="Autocast precision. fp16 needs CUDA; bf16 works on CUDA and CPU.")
 @click.option("--ensemble", is_flag=True,
@@ -65,7 +61,7 @@ DEFAULT_FOLDER_FPS = "25"
                    "the results then match the uncompiled network's up to float rounding. If compiling "
                    "fails (no C++ compiler, an unsupported operation) a note says so and the network runs "
                    "uncompiled.")
-@click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+@click.option("--strength", type=click.FloatRange(0, 1), default=DEFAULTS.strength, show_default=True,
               help="How much of the network's correction to apply: 1 = all of it, 0.5 = half way "
                    "between the input and the restoration, 0 = none. Lower it if the result looks "
                    "over-processed.")
@@ -90,7 +86,7 @@ DEFAULT_FOLDER_FPS = "25"
                    "E.g. --encoder-arg='-tune film' --encoder-arg='-x264-params keyint=48'.")
 @click.option("--fps", "folder_fps", type=FrameRate(), default=None,
               help="Frame rate of a folder of images as input, up to 1000. Refused for a video input, "
-                   "which keeps its own exact rate.  [default: 25]")
+                   f"which keeps its own exact rate.  [default: {DEFAULTS.folder_fps}]")
 @click.option("--deinterlace", is_flag=True,
               help="Deinterlace interlaced input first (ffmpeg's bwdif, one output frame per input "
                    "frame). Without it, interlaced frames are restored as they are and written "
@@ -102,7 +98,7 @@ DEFAULT_FOLDER_FPS = "25"
                    "cut to the same range (audio re-encoded, to cut it exactly).  [default: the first frame]")
 @click.option("--duration", type=TimeValue(), default=None,
               help="Restore only the frames within this long from --start (same syntax).  [default: to the end]")
-@click.option("--segment-frames", type=click.IntRange(min=0), default=DEFAULT_SEGMENT_FRAMES, show_default=True,
+@click.option("--segment-frames", type=click.IntRange(min=0), default=DEFAULTS.segment_frames, show_default=True,
               help="Restore in segments of this many frames, each kept in a hidden work folder beside the "
                    "output until the end, so that rerunning the same command after an interruption (Ctrl-C, "
                    "a crash, a power cut) reuses the finished ones. Each frame is restored exactly as in one "
@@ -158,21 +154,8 @@ def command(inputs: tuple[str, ...], output_path: str, as_json: bool, **options)
       edvr enhance a.mp4 b.mkv videos/ -o restored/       # one output per input
       edvr enhance films/ -o out/ --ray auto --workers 8  # on a running Ray cluster
     """
-    with stop_on_signals() as received:  # first: Ctrl-C during the imports below is handled too
-        try:
-            results = _run(inputs, output_path, **options)  # the options' names are _run's parameters
-        except KeyboardInterrupt as interrupt:
-            signum = signum_of(interrupt, received)
-            raise Interrupted(interrupted_message(_not_written(inputs, output_path), signum), signum) from None
-        except Exception as error:
-            if not _reported_in_one_line(error):
-                raise  # a bug: the traceback is what helps
-            if received:  # e.g. ffmpeg, hit by the same Ctrl-C, failed first
-                raise Interrupted(interrupted_message(_not_written(inputs, output_path), received[0]),
-                                  received[0]) from None
-            if isinstance(error, click.ClickException):
-                raise
-            raise click.ClickException(one_line(error)) from None
+    with reported(lambda: _not_written(inputs, output_path)):
+        results = _run(inputs, output_path, **options)  # the options' names are _run's parameters
     report(results, as_json, options["quiet"])
 
 
@@ -222,11 +205,11 @@ def _run(inputs: tuple[str, ...], output_path: str, model: str | None, weights: 
     if workers is not None and ray_address is None:
         raise click.BadParameter("sets the model replicas of a --ray run; add --ray local (or a cluster address)",
                                  param_hint="'--workers'")
-    encoder = _encoder(codec, crf, preset, pix_fmt, encoder_args, output_path, many)
-    settings = EnhanceSettings(window=int(window) if window else None, padding=padding, tile=tile,
+    encoder = _encoder(codec, crf, preset, pix_fmt, encoder_args)
+    settings = EnhanceSettings(window=window, padding=padding, tile=tile,
                                tile_overlap=tile_overlap, batch=batch, device=device,
                                precision=precision, ensemble=ensemble, strength=strength,
-                               folder_fps=folder_fps if folder_fps is not None else Fraction(DEFAULT_FOLDER_FPS),
+                               folder_fps=folder_fps if folder_fps is not None else DEFAULTS.folder_fps,
                                deinterlace=deinterlace, segment_frames=segment_frames, compile=compile_network,
                                start=start, duration=duration)
     # The model is loaded (maybe downloaded) only once the (first) input has been probed.
@@ -276,22 +259,15 @@ def _input_paths(inputs: tuple[str, ...]) -> list[Path]:
     return expand_inputs(list(inputs))
 
 
-def _encoder(codec, crf, preset, pix_fmt, encoder_args, output_path, many):
+def _encoder(codec, crf, preset, pix_fmt, encoder_args):
     from edvr_cli.enhance import EncoderSettings
-    from edvr_cli.output_files import is_folder_output
-    from edvr_cli.video import VideoError, resolve_encoder
 
     try:
         extra_args = tuple(arg for text in encoder_args for arg in shlex.split(text))
     except ValueError as error:
         raise click.ClickException(f"--encoder-arg: {error}") from None
-    encoder = EncoderSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, extra_args=extra_args)
-    if crf is not None and (many or not is_folder_output(output_path)):
-        try:
-            check_crf(crf, resolve_encoder(encoder, "out.mp4" if many else output_path).codec)
-        except VideoError as error:  # an unknown --codec
-            raise click.ClickException(one_line(error)) from None
-    return encoder
+    # The codec, and so the --crf range, is resolved per output from its container (start_job).
+    return EncoderSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, extra_args=extra_args)
 
 
 def _ray_pool(address: str, workers: int | None, load):
@@ -299,14 +275,3 @@ def _ray_pool(address: str, workers: int | None, load):
 
     return RayPool(address, workers, load().network)
 
-
-def _reported_in_one_line(error: Exception) -> bool:
-    """Errors a user can fix (EdvrError), OS errors (a full disk, a missing folder) and Click's own.
-
-    Anything else is a bug and keeps its traceback, a bare ValueError included."""
-    from edvr_cli.model_choice import ModelChoiceError
-    from edvr_cli.onnx_model import OnnxModelError
-    from models.errors import EdvrError
-
-    # ModelChoiceError and OnnxModelError are issue 19's files: named here until they derive from EdvrError.
-    return isinstance(error, (EdvrError, ModelChoiceError, OnnxModelError, OSError, click.ClickException))

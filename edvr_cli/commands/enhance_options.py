@@ -1,8 +1,7 @@
-"""`edvr enhance`'s option types and the checks Click cannot make alone (frame rates, --crf)."""
+"""`edvr enhance`'s option types: frame rates and times."""
 
 from __future__ import annotations
 
-import re
 from fractions import Fraction
 
 import click
@@ -45,40 +44,3 @@ class TimeValue(click.ParamType):
             return parse_time(value, "")
         except EdvrError as error:
             self.fail(str(error).strip(), param, ctx)
-
-
-# The quality scale of encoders whose ffmpeg option range says nothing (x264/x265: "-1 to FLT_MAX").
-CRF_RANGES = {"libx264": (0, 51), "libx264rgb": (0, 51), "libx265": (0, 51)}
-_CRF_OPTION = re.compile(r"^\s+-crf\s+<(\w+)>.*\(from (\S+) to (\S+)\)", re.MULTILINE)
-
-
-def crf_range(codec: str) -> tuple[str, float, float | None] | None:
-    """(value type "int"/"float", lowest, highest or None) of the encoder's -crf; None if it has none."""
-    from edvr_cli.video.encoders import encoder_help
-
-    match = _CRF_OPTION.search(encoder_help(codec))
-    if match is None:
-        return None
-    kind, low, high = match.groups()
-    if codec in CRF_RANGES:
-        return (kind, *CRF_RANGES[codec])
-    return kind, max(0.0, _number(low) or 0.0), _number(high)  # ffmpeg's -1 means "not set"
-
-
-def _number(text: str) -> float | None:
-    return float(text) if re.fullmatch(r"-?\d+(\.\d+)?", text) else None  # not FLT_MAX / INT_MAX
-
-
-def check_crf(crf: float, codec: str) -> None:
-    """Raise click.BadParameter unless `crf` is within what `codec` takes."""
-    scale = crf_range(codec)
-    if scale is None:
-        raise click.BadParameter(f"{codec} has no constant rate factor; omit --crf (a quality option of its "
-                                 f"own goes in --encoder-arg)", param_hint="'--crf'")
-    kind, low, high = scale
-    if kind == "int" and crf != int(crf):
-        raise click.BadParameter(f"{codec} takes a whole number, got {crf:g}", param_hint="'--crf'")
-    if crf < low or (high is not None and crf > high):
-        where = f"{low:g} to {high:g}" if high is not None else f"{low:g} or more"
-        raise click.BadParameter(f"{crf:g} is outside {codec}'s range, {where} (lower = better quality, "
-                                 f"bigger file)", param_hint="'--crf'")

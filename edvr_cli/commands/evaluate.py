@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edvr_cli.commands.interrupts import Interrupted, interrupted_message, signum_of, stop_on_signals
+from edvr_cli.commands.failures import reported
 
 SOURCE = click.Path(path_type=Path)  # existence is checked by the library, in one line
 OUTPUT = click.Path(dir_okay=False, writable=True, path_type=Path)
@@ -72,20 +72,14 @@ def command(gt_path: Path, pred_path: Path, lq_path: Path | None, channel: str, 
             import matplotlib  # noqa: F401  (checked first: fail before minutes of scoring)
         except ImportError:
             raise click.ClickException("--plot needs matplotlib: pip install matplotlib") from None
-    from edvr_cli.evaluate.report_files import ReportPathError, check_report_paths
+    from edvr_cli.evaluate.report_files import check_report_paths
 
     reports = {option: path for option, path in (("--json", json_path), ("--csv", csv_path), ("--plot", plot_path))
                if path is not None}
-    try:  # before minutes of scoring
+    with reported("scoring stopped"):
+        # before minutes of scoring
         check_report_paths(reports, [path for path in (gt_path, pred_path, lq_path) if path is not None], overwrite)
-    except ReportPathError as error:
-        raise click.ClickException(str(error)) from None
-    with stop_on_signals() as received:
-        try:
-            _score(gt_path, pred_path, lq_path, channel, crop_border, workers, json_path, csv_path, plot_path)
-        except KeyboardInterrupt as interrupt:
-            signum = signum_of(interrupt, received)
-            raise Interrupted(interrupted_message("scoring stopped", signum), signum) from None
+        _score(gt_path, pred_path, lq_path, channel, crop_border, workers, json_path, csv_path, plot_path)
 
 
 def _score(gt_path: Path, pred_path: Path, lq_path: Path | None, channel: str, crop_border: int,
@@ -94,24 +88,18 @@ def _score(gt_path: Path, pred_path: Path, lq_path: Path | None, channel: str, c
 
     from edvr_cli.evaluate.report_files import write_whole
     from edvr_cli.evaluate.scoring import evaluate, format_table, write_csv, write_json, write_plot
-    from models.errors import EdvrError
 
     started = time.perf_counter()
-    try:
-        with tqdm(unit="frame", desc="scoring", disable=None, leave=False) as progress:
-            result = evaluate(gt_path, pred_path, lq_path, channel=channel, crop_border=crop_border,
-                              workers=workers or _default_workers(), on_frame=progress.update)
-        elapsed = time.perf_counter() - started
-        click.echo(format_table(result))
-        click.echo(f"{result.num_frames} frames in {len(result.clips)} clip(s) scored in {elapsed:.1f} s")
-        for path, writer in ((json_path, write_json), (csv_path, write_csv), (plot_path, write_plot)):
-            if path is not None:
-                try:
-                    write_whole(path, lambda temporary, writer=writer: writer(result, temporary))
-                except OSError as error:  # e.g. a full disk: the user's name, not the hidden one's
-                    raise click.ClickException(f"{path}: cannot be written ({error.strerror or error})") from None
-                click.echo(f"wrote {path}")
-    except EdvrError as error:  # anything else is a bug: its traceback helps
-        raise click.ClickException(str(error)) from None
-    except OSError as error:  # an output file that cannot be written
-        raise click.ClickException(f"{error.filename or ''}: {error.strerror or error}") from None
+    with tqdm(unit="frame", desc="scoring", disable=None, leave=False) as progress:
+        result = evaluate(gt_path, pred_path, lq_path, channel=channel, crop_border=crop_border,
+                          workers=workers or _default_workers(), on_frame=progress.update)
+    elapsed = time.perf_counter() - started
+    click.echo(format_table(result))
+    click.echo(f"{result.num_frames} frames in {len(result.clips)} clip(s) scored in {elapsed:.1f} s")
+    for path, writer in ((json_path, write_json), (csv_path, write_csv), (plot_path, write_plot)):
+        if path is not None:
+            try:
+                write_whole(path, lambda temporary, writer=writer: writer(result, temporary))
+            except OSError as error:  # e.g. a full disk: the user's name, not the hidden one's
+                raise click.ClickException(f"{path}: cannot be written ({error.strerror or error})") from None
+            click.echo(f"wrote {path}")

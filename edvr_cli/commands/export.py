@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from edvr_cli.commands.messages import one_line
+from edvr_cli.commands.failures import reported
 
 
 @click.command(name="export", short_help="Export a model to ONNX (for ONNX Runtime, TensorRT, VapourSynth).")
@@ -44,7 +44,7 @@ def command(model: str | None, weights: str | None, cache_dir: Path | None, outp
     (N, 3, scale*H, scale*W); N, H and W are dynamic, and the graph pads H and W to the model's
     size multiple itself. With --layout nchw the input is `input` (N, 3T, H, W) instead. The file's metadata holds scale, frames (T), centre frame, size
     multiple, padding and the source checkpoint's sha256. Run it with
-    `edvr enhance clip.mp4 -o out.mkv --model model.onnx`, or in ONNX Runtime (see README).
+    `edvr enhance clip.mp4 -o out.mkv --model model.onnx`, or in ONNX Runtime (see docs/EXPORT.md).
 
     \b
     Examples:
@@ -78,13 +78,11 @@ def command(model: str | None, weights: str | None, cache_dir: Path | None, outp
 
     from edvr_cli.onnx_export import MIN_OPSET, export_onnx
 
-    try:
+    with reported(f"{output_path} was not written"):
         loaded = load_enhance_model(model, weights, cache_dir, progress=not as_json)
         info = export_onnx(loaded.network, output_path, opset=opset or MIN_OPSET, fp16=fp16,
                            source=loaded.name, source_path=loaded.path, verify=verify, overwrite=overwrite,
                            layout=layout)
-    except (ValueError, OSError) as error:
-        raise click.ClickException(one_line(error)) from None
     if as_json:
         click.echo(json.dumps(asdict(info), indent=2))
         return

@@ -91,23 +91,6 @@ def stop_on_signals(signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[list[in
 
 
 @contextmanager
-def python_handlers_kept(signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[None]:
-    """Put Python's handlers for `signals` back after the block: a library that installs C-level
-    handlers of its own (ray.init: a crash report and exit status 15 on SIGTERM) must not take
-    over the command's clean stop. Outside the main thread it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            if handler is not None:  # None: not set from Python; nothing to put back
-                signal.signal(sig, handler)
-
-
-@contextmanager
 def signals_seen() -> Iterator[list[int]]:
     """Record which signals Python handled while inside, whoever's handler ran.
 

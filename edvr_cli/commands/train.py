@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from edvr_cli.commands.interrupts import (STOP_SIGNALS, Interrupted, interrupted_message, signals_seen, signum_of,
-                                          stop_on_signals)
+from edvr_cli.commands.failures import reported
+from edvr_cli.commands.interrupts import STOP_SIGNALS, Interrupted, interrupted_message, signals_seen
 from edvr_cli.windows import DEFAULT_PADDING, PADDING_MODES
 
 # train.config.PRESETS' names (a test holds them equal): importing the table here would import
@@ -152,12 +152,9 @@ def command(preset: str, print_config: bool, progress: bool, overwrite: bool, **
     Ctrl-C (or SIGTERM) finishes the current step, saves last.pth and exits with status 130
     (143 after SIGTERM); a second Ctrl-C stops at once.
     """
-    with stop_on_signals() as received, signals_seen() as seen:
-        try:
-            result, config = _train(preset, print_config, progress, options, overwrite)
-        except KeyboardInterrupt as interrupt:  # before the loop, or a second Ctrl-C inside it
-            signum = signum_of(interrupt, received)
-            raise Interrupted(interrupted_message("training stopped", signum), signum) from None
+    # Ctrl-C before the loop, or a second one inside it, stops at once: "training stopped".
+    with reported("training stopped"), signals_seen() as seen:
+        result, config = _train(preset, print_config, progress, options, overwrite)
     if result is None:
         return
     end_iter = min(config.iters, config.stop_at) if config.stop_at is not None else config.iters
@@ -173,7 +170,6 @@ def _train(preset: str, print_config: bool, progress: bool, options: dict, overw
     from edvr_cli.train.config import format_config, resolve_config, resume_config
     from edvr_cli.train.loop import train
     from edvr_cli.train.run_folder import check_run_folder
-    from models.errors import EdvrError
 
     overrides = {FIELD_NAMES.get(key, key): value for key, value in options.items() if value is not None}
     for key in ("gt", "lq", "cache_dir", "out", "init", "resume"):
@@ -181,19 +177,16 @@ def _train(preset: str, print_config: bool, progress: bool, options: dict, overw
             overrides[key] = str(overrides[key])
     if "scale" in overrides:
         overrides["scale"] = int(overrides["scale"])
-    try:
-        if "resume" in overrides:
-            from edvr_cli.train.checkpointing import read_training_checkpoint
-            _, stored, _ = read_training_checkpoint(overrides["resume"])
-            config = resume_config(stored, overrides)
-        else:
-            config = resolve_config(preset, overrides)
-        if print_config:
-            click.echo(format_config(config))
-            return None, config
-        check_run_folder(config.out, config.resume, overwrite)  # before the data is loaded
-        from tqdm import tqdm
+    if "resume" in overrides:
+        from edvr_cli.train.checkpointing import read_training_checkpoint
+        _, stored, _ = read_training_checkpoint(overrides["resume"])
+        config = resume_config(stored, overrides)
+    else:
+        config = resolve_config(preset, overrides)
+    if print_config:
+        click.echo(format_config(config))
+        return None, config
+    check_run_folder(config.out, config.resume, overwrite)  # before the data is loaded
+    from tqdm import tqdm
 
-        return train(config, show_progress=progress, echo=tqdm.write, replace_run=overwrite), config
-    except EdvrError as error:  # anything else is a bug: its traceback helps
-        raise click.ClickException(str(error)) from None
+    return train(config, show_progress=progress, echo=tqdm.write, replace_run=overwrite), config

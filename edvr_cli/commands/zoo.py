@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from edvr_cli.commands.failures import reported
+
 
 def _rows(registry, cache_dir: Path) -> list[dict]:
     from models.download import cache_path
@@ -75,8 +77,9 @@ def command(as_json: bool, cache_dir: Path | None) -> None:
     from models import zoo
     from models.download import default_cache_dir
 
-    folder = cache_dir.expanduser() if cache_dir is not None else default_cache_dir()
-    rows, bundled = _rows(zoo.MODEL_ZOO, folder), _bundled_rows()
+    with reported("the list was not printed"):
+        folder = cache_dir.expanduser() if cache_dir is not None else default_cache_dir()
+        rows, bundled = _rows(zoo.MODEL_ZOO, folder), _bundled_rows()
     if as_json:
         click.echo(json.dumps({"cache_dir": str(folder), "bundled": bundled, "models": rows}, indent=2))
         return

@@ -123,27 +123,18 @@ def compare_video(paths: Sequence[str | os.PathLike], output: str | os.PathLike,
     """Write a video of the inputs' frames side by side, stacked, or split (two inputs), each
     panel labelled, smaller inputs scaled up to the largest; audio, subtitles and chapters from the
     first input (when it is a video), each frame at the first input's frame time."""
-    from edvr_cli.video import EncoderSettings, FrameFormat, FrameWriter, PlaneLayout, resolve_encoder
+    from edvr_cli.video import EncoderSettings, FrameFormat, FrameWriter, PlaneLayout
 
     reporter = reporter or Reporter()
     started = time.perf_counter()
-    _check_choice(layout, LAYOUTS, "--layout")
-    _check_choice(upscale_mode, UPSCALES, "--upscale")
-    inputs = open_inputs(paths, labels)
-    if layout == "split" and len(inputs) != 2:
-        raise CompareError(f"--layout split shows two inputs, got {len(inputs)}; use side or stack for more")
-    if not 0 < split_at < 1:
-        raise CompareError(f"--split-at must be between 0 and 1, got {split_at}")
+    inputs = _open_for_layout(paths, labels, layout, upscale_mode, split_at)
     output = Path(output)
     _check_output(output, inputs, overwrite, VIDEO_SUFFIXES, "a comparison video")
     width, height, factors = check_inputs(inputs)
     fps = rate_of(inputs, folder_fps)
     out_w, out_h = output_size(width, height, len(inputs), layout)
-    encoder = resolve_encoder(EncoderSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt), output)
-    if encoder.pix_fmt is None and encoder.codec not in RGB_CODECS:
-        # players expect 4:2:0; odd sizes cannot hold it
-        encoder = EncoderSettings(encoder.codec, encoder.crf, encoder.preset,
-                                  "yuv420p" if out_w % 2 == 0 and out_h % 2 == 0 else "yuv444p", encoder.extra_args)
+    encoder = _comparison_encoder(EncoderSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt), output,
+                                  out_w, out_h)
     fmt = FrameFormat(PlaneLayout("rgb", 8), out_w, out_h, full_range=True)
     first = inputs[0].video
     notes: list[str] = []
@@ -181,6 +172,30 @@ def compare_video(paths: Sequence[str | os.PathLike], output: str | os.PathLike,
         reporter.close()
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def _open_for_layout(paths, labels, layout: str, upscale_mode: str, split_at: float) -> list:
+    """The opened inputs, once the layout options are known to fit them."""
+    _check_choice(layout, LAYOUTS, "--layout")
+    _check_choice(upscale_mode, UPSCALES, "--upscale")
+    inputs = open_inputs(paths, labels)
+    if layout == "split" and len(inputs) != 2:
+        raise CompareError(f"--layout split shows two inputs, got {len(inputs)}; use side or stack for more")
+    if not 0 < split_at < 1:
+        raise CompareError(f"--split-at must be between 0 and 1, got {split_at}")
+    return inputs
+
+
+def _comparison_encoder(asked, output: Path, width: int, height: int):
+    """The container's defaults for what `asked` leaves unset; a pixel format players expect."""
+    from edvr_cli.video import EncoderSettings, resolve_encoder
+
+    encoder = resolve_encoder(asked, output)
+    if encoder.pix_fmt is None and encoder.codec not in RGB_CODECS:
+        # players expect 4:2:0; odd sizes cannot hold it
+        encoder = EncoderSettings(encoder.codec, encoder.crf, encoder.preset,
+                                  "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p", encoder.extra_args)
+    return encoder
 
 
 def _check_choice(value: str, choices: tuple[str, ...], option: str) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import errno
 import os
-import re
 import shutil
 import time
 from fractions import Fraction
@@ -22,21 +21,25 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from edvr_cli.enhance.frame_range import FrameRange, constant_rate_range, frame_range
-from edvr_cli.enhance.planes import FramePlanes, NonFiniteOutputError
 from edvr_cli.enhance.output_check import check_output_frames
-from edvr_cli.enhance.segment_worker import SeekMissed, SegmentOutput, restore_segments
+from edvr_cli.enhance.output_names import hidden_paths
+from edvr_cli.enhance.planes import FramePlanes, build_runner
+from edvr_cli.enhance.segment_worker import FrameClock, SeekMissed, SegmentOutput, restore_segments
 from edvr_cli.enhance.segments import InputEndedEarly, Segment, plan_segments, same_windows
+from edvr_cli.enhance.settings import EnhanceSettings, checked_window
 from edvr_cli.enhance.sources import Source, Timing, open_source, open_writer, output_format
 from edvr_cli.enhance.stream import EnhanceError, restore_stream
 from edvr_cli.enhance.workfolder import WorkFolder, file_fingerprint, file_hash, folder_fingerprint, work_folder_path
-from edvr_cli.inference import ModelRunner, choose_device
+from edvr_cli.enhance.inference import choose_device
 from edvr_cli.model_choice import LoadedModel
-from edvr_cli.output_files import OutputClaim, check_paths, claim_output, is_folder_output, temporary_output_path
-from edvr_cli.video import EncoderSettings, Frame, VideoError, resolve_encoder
+from edvr_cli.output_files import OutputClaim, check_paths, claim_output, is_folder_output
+from edvr_cli.video import EncoderSettings, Frame, FrameFormat, resolve_encoder
+from edvr_cli.video.encoders import check_crf, choose_pix_fmt
 from edvr_cli.video.join import join_segments
 from edvr_cli.video.packets import scan_packets
-from edvr_cli.windows import WINDOW_SIZES
 
 
 @dataclass
@@ -45,32 +48,30 @@ class Job:
 
     input_path: str
     output_path: str
-    settings: object  # EnhanceSettings
+    settings: EnhanceSettings
     encoder: EncoderSettings  # resolved
     claim: OutputClaim
     source: Source
     loaded: LoadedModel
-    network: object
+    network: torch.nn.Module  # the loaded one, or a copy with --strength applied at x4
     window: int
-    device: object
-    out_format: object
+    device: torch.device
+    out_format: FrameFormat
     folder_output: bool
     note: Callable[[str], None]
     overwrite: bool
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
-    runner: ModelRunner | None = None
-    planes: FramePlanes | None = None
-    final_tile: int = 0
+    planes: FramePlanes | None = None  # the network and the plane conversions (build_runner)
     num_frames: int = 0
     staging: Path | None = None
-    writer: object = None
+    writer: object = None  # the single pass's FrameWriter or PngFolderWriter, for the summary
     segments: list[Segment] = field(default_factory=list)
     reused: int = 0  # segments an earlier run finished
     reused_frames: int = 0  # the frames they hold
     work: WorkFolder | None = None
-    reporter: object = None  # the input's Reporter, when jobs run side by side (many.py)
-    clock: object = None  # FrameClock where Ray tasks may seek (ray_pool.frame_clock)
+    reporter: object = None  # the input's pipeline.Reporter, when jobs run side by side (many.py)
+    clock: FrameClock | None = None  # FrameClock where Ray tasks may seek (ray_pool.frame_clock)
     frames: FrameRange | None = None  # --start/--duration: only these frames are restored
 
     @property
@@ -86,22 +87,18 @@ class Job:
     def target(self) -> Path:
         return Path(self.output_path)
 
+    @property
+    def final_tile(self) -> int:
+        """The tile size the last frames ran with (smaller after an out-of-memory retry)."""
+        return self.planes.final_tile if self.planes is not None else self.settings.tile
+
     def build_runner(self, notify: Callable[[str], None] | None = None) -> None:
         """The network on its device, and the plane conversions around it."""
         settings = self.settings
-        self.runner = ModelRunner(self.network, self.device, settings.precision, settings.tile,
-                                  settings.tile_overlap, settings.ensemble, notify=notify or self.note,
-                                  compile=settings.compile)
-        self.planes = FramePlanes(self.runner, self.source.format, self.out_format, settings.strength)
-        self.final_tile = settings.tile
-        if not self.planes.residual and self.runner.scale == 1 and settings.strength != 1:
+        runner = build_runner(self.network, settings, notify=notify or self.note)
+        self.planes = FramePlanes(runner, self.source.format, self.out_format, settings.strength)
+        if not self.planes.residual and runner.scale == 1 and settings.strength != 1:
             raise EnhanceError("--strength needs the output in the input's own format")
-
-    def run_batch(self, windows):
-        """FramePlanes.restore, recording the tile (smaller after an out-of-memory retry)."""
-        restored = self.planes.restore(windows)
-        self.final_tile = restored.tile
-        return restored.frames
 
 
 def start_job(input_path, output_path, model: LoadedModel | Callable[[], LoadedModel], settings,
@@ -111,7 +108,10 @@ def start_job(input_path, output_path, model: LoadedModel | Callable[[], LoadedM
     if not 0 <= settings.strength <= 1:
         raise EnhanceError(f"--strength must be between 0 and 1, got {settings.strength}")
     folder_output = is_folder_output(output_path)
-    encoder = resolve_encoder(encoder, Path(output_path))
+    asked_crf = encoder.crf
+    encoder = resolve_encoder(encoder, Path(output_path))  # from this output's own container
+    if asked_crf is not None and not folder_output:
+        check_crf(asked_crf, encoder.codec)
     notes: list[str] = []
     # One run per output: a second one refuses here; staging left by a killed run is removed.
     claim = claim_output(output_path, overwrite)
@@ -138,6 +138,9 @@ def start_job(input_path, output_path, model: LoadedModel | Callable[[], LoadedM
             network.scale_residual(settings.strength)
         device = choose_device(settings.device)
         out_format = output_format(source.format, int(network.scale), folder_output, encoder.pix_fmt)
+        if not folder_output and encoder.pix_fmt is None:  # decided once, for every writer and the summary
+            encoder = replace(encoder, pix_fmt=choose_pix_fmt(encoder.codec, out_format.layout, out_format.width,
+                                                              out_format.height))
     except BaseException:
         source.close()
         claim.release()
@@ -166,17 +169,6 @@ def chosen_frames(source: Source, settings, input_path) -> FrameRange | None:
     return frame_range(times, end, start, duration, os.fspath(input_path))
 
 
-def hidden_paths(output_path, tag: str) -> re.Pattern:
-    """This run's hidden staging entry and the work folder's segment files, as the writers and
-    ffmpeg name them (as given or absolute, `file:` or not): lines for the user name the output."""
-    target = Path(os.fspath(output_path).rstrip("/\\") or ".")
-    staging = [target.parent / f".{target.name}.{tag}.partial", temporary_output_path(target, tag)]
-    names = {os.fspath(path) for entry in staging for path in (entry, Path(os.path.abspath(entry)))}
-    work = re.escape(os.fspath(work_folder_path(output_path))) + r"/seg-\d+(\.partial)?[^\s:]*"
-    alternatives = "|".join([work, *(re.escape(name) for name in sorted(names, key=len, reverse=True))])
-    return re.compile(rf"(?:file:)?(?:{alternatives})")
-
-
 def run_single(job: Job, reporter, open_writer: Callable[..., object] = open_writer) -> None:
     """Restore the whole input straight into the staging file (or folder)."""
     settings, planes = job.settings, job.planes
@@ -190,7 +182,7 @@ def run_single(job: Job, reporter, open_writer: Callable[..., object] = open_wri
             writer.write(Frame(planes.finish(centre, output), timing.pts(centre.frame)))
 
         reporter.start(job.source.num_frames)
-        job.num_frames = restore_stream(map(planes.prepare, job.source.reader), job.run_batch, write, job.window,
+        job.num_frames = restore_stream(map(planes.prepare, job.source.reader), planes.run, write, job.window,
                                         settings.padding, settings.batch, on_frame=reporter.advance)
     job.segments = [Segment(0, 0, job.num_frames, 0, job.num_frames - 1)]
 
@@ -292,7 +284,7 @@ def _restore_and_commit(job: Job, todo: list[Segment], num_frames: int, reporter
     settings = job.settings
     clock = _seek_to(job, todo)
     while True:
-        finished = restore_segments(job.source, job.planes, job.run_batch, Timing(job.source), todo,
+        finished = restore_segments(job.source, job.planes, Timing(job.source), todo,
                                     num_frames, job.window, settings.padding, settings.batch,
                                     segment_output(job), lambda segment: job.work.partial_path(segment.index),
                                     on_frame=reporter.advance, notify=job.note, clock=clock)
@@ -403,44 +395,5 @@ def close_job(job: Job) -> None:
         job.claim.release()
 
 
-def explain_failure(job: Job, error: BaseException) -> BaseException:
-    """The error as the user should read it: broken weights named, the output's own name."""
-    if isinstance(error, NonFiniteOutputError):
-        hint = " or overflow in --precision fp16 (try bf16 or fp32)" if job.settings.precision == "fp16" else ""
-        return EnhanceError(f"{job.loaded.path}: {error}: its weights are broken{hint}; nothing was written")
-    if isinstance(error, (VideoError, OSError)) and job.staging is not None:
-        return naming_output(error, job.staging, job.target)
-    if isinstance(error, VideoError) and job.work is not None:  # a segment being written
-        hidden = re.compile(r"(?:file:)?" + re.escape(os.fspath(job.work.path)) + r"/seg-\d+\.partial[^\s:]*")
-        return VideoError(hidden.sub(os.fspath(job.target), str(error)), error.stderr)
-    return error
-
-
-def naming_output(error: BaseException, staging: Path, target: Path) -> BaseException:
-    """`error` with the hidden staging path replaced by the user's output path."""
-    def renamed(text: str) -> str:
-        for name in ("file:" + os.path.abspath(staging), os.path.abspath(staging), os.fspath(staging)):
-            text = text.replace(name, os.fspath(target))
-        return text
-
-    if isinstance(error, VideoError):
-        return VideoError(renamed(str(error)), renamed(error.stderr))
-    if isinstance(error, OSError) and error.filename is not None:
-        return type(error)(error.errno, error.strerror, renamed(os.fspath(error.filename)))
-    return error
-
-
-def checked_window(asked: int | None, num_frame: int) -> int:
-    """The window size: the model's own; asking for another is an error."""
-    window = num_frame if asked is None else asked
-    if window != num_frame:
-        raise EnhanceError(f"--frames {window} does not fit the model, which takes {num_frame} frames "
-                           f"per window (its fusion layer is built for that count); omit --frames")
-    if window not in WINDOW_SIZES:
-        raise EnhanceError(f"the model takes {window} frames per window; supported: "
-                           f"{', '.join(map(str, WINDOW_SIZES))}")
-    return window
-
-
 __all__ = ["Job", "start_job", "run_single", "wants_segments", "plan_job", "run_segments", "commit_segment",
-           "finish_job", "close_job", "explain_failure", "checked_window", "segment_output"]
+           "finish_job", "close_job", "segment_output"]

@@ -16,15 +16,17 @@ from pathlib import Path
 from typing import Callable
 
 from edvr_cli.clip_layout import VIDEO_SUFFIXES
-from edvr_cli.enhance.job import (Job, close_job, commit_segment, count_frames_exactly, explain_failure, finish_job,
+from edvr_cli.enhance.output_names import explain_failure
+from edvr_cli.enhance.job import (Job, close_job, commit_segment, count_frames_exactly, finish_job,
                                   plan_job, segment_output, start_job, start_progress)
-from edvr_cli.enhance.pipeline import EnhanceResult, EnhanceSettings, Reporter, enhance, job_result, note_source
+from edvr_cli.enhance.pipeline import EnhanceResult, Reporter, enhance, job_result, note_source
+from edvr_cli.enhance.settings import EnhanceSettings
 from edvr_cli.enhance.ray_pool import RayPool, SegmentTask, frame_clock
 from edvr_cli.enhance.stream import EnhanceError
 from edvr_cli.image_io import natural_key
 from edvr_cli.output_files import OutputExistsError, output_exists
 from edvr_cli.video import EncoderSettings
-from models.errors import EdvrError
+from models.errors import EdvrError, one_line
 
 
 @dataclass
@@ -166,7 +168,7 @@ def _on_pool(inputs, outputs, load, settings, encoder, overwrite, reporter, pool
             close_job(job)  # the claim goes; finished segments stay in the work folder for a rerun
             if raise_errors:
                 raise explained
-            outcomes[job_id].error = _one_line(explained)
+            outcomes[job_id].error = one_line(explained)
 
         pool.run(tasks, finished, failed)
     finally:
@@ -217,7 +219,7 @@ def _finish(job: Job, outcome: Outcome, raise_errors: bool) -> None:
         explained = explain_failure(job, error)
         if raise_errors:
             raise explained from None
-        outcome.error = _one_line(explained)
+        outcome.error = one_line(explained)
     finally:
         job.reporter.close()
         close_job(job)
@@ -237,13 +239,7 @@ def _load_once(model):
 def _input_error(error: BaseException) -> str:
     """One input's failure in its row; an existing output also names the way past it."""
     if isinstance(error, OutputExistsError):
-        return f"{_one_line(error)}, or --skip-existing to keep it"
-    return _one_line(error)
-
-
-def _one_line(error: BaseException) -> str:
-    from edvr_cli.commands.messages import one_line
-
+        return f"{one_line(error)}, or --skip-existing to keep it"
     return one_line(error)
 
 

@@ -23,61 +23,17 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-from edvr_cli.enhance.job import (Job, close_job, explain_failure, finish_job, plan_job, run_segments, run_single,
+from edvr_cli.enhance.output_names import explain_failure
+from edvr_cli.enhance.job import (Job, close_job, finish_job, plan_job, run_segments, run_single,
                                   start_job, wants_segments)
 from edvr_cli.enhance.planes import NonFiniteOutputError
-from edvr_cli.enhance.sources import DEFAULT_FOLDER_FPS, Source, open_source, open_writer
+from edvr_cli.enhance.settings import EnhanceSettings
+from edvr_cli.enhance.sources import Source, open_source, open_writer
 from edvr_cli.model_choice import LoadedModel
-from edvr_cli.video import EncoderSettings, VideoError, choose_pix_fmt
-from edvr_cli.windows import DEFAULT_PADDING
-
-
-@dataclass(frozen=True)
-class EnhanceSettings:
-    """How to run the network.
-
-    Args:
-        window: frames per window; None = the model's num_frame (any other count is an error).
-        padding: temporal padding at the clip ends (windows.PADDING_MODES).
-        tile, tile_overlap: spatial tiles in input pixels (0 = whole frame), see edvr_cli.tiling.
-        batch: windows per forward pass.
-        device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
-        precision: 'fp32', 'fp16' (CUDA only) or 'bf16'.
-        ensemble: x8 flip/transpose self-ensemble.
-        strength: how much of the network's change to apply (1 = all, 0 = none): at scale 1 it
-            scales the change added to the input's planes; at x4, `models.EDVR.scale_residual`.
-        folder_fps: frame rate of image-folder input.
-        deinterlace: deinterlace interlaced video first (ffmpeg's bwdif, one frame per frame).
-        segment_frames: output frames per resumable segment (0 = one pass, no work folder); the
-            CLI's default is `segments.DEFAULT_SEGMENT_FRAMES`.
-        compile: run the network through torch.compile (True = inductor, or a backend name);
-            the first windows of each new size are slow while it compiles; falls back to the
-            plain network, with a note, if compiling fails (see ModelRunner).
-        start, duration: restore only the frames whose time (seconds from the first frame) is in
-            [start, start + duration) (`frame_range`); None = from the first / to the last frame.
-            Their windows read the real frames around the range, and the output starts at 0
-            with the other streams cut to the range.
-    """
-
-    window: int | None = None
-    padding: str = DEFAULT_PADDING
-    tile: int = 0
-    tile_overlap: int = 32
-    batch: int = 1
-    device: str = "auto"
-    precision: str = "fp32"
-    ensemble: bool = False
-    strength: float = 1.0
-    folder_fps: Fraction = DEFAULT_FOLDER_FPS
-    deinterlace: bool = False
-    segment_frames: int = 0
-    compile: bool | str = False
-    start: Fraction | None = None
-    duration: Fraction | None = None
+from edvr_cli.video import EncoderSettings, VideoError
 
 
 class Reporter:
@@ -195,15 +151,9 @@ def job_result(job: Job) -> EnhanceResult:
         strength=settings.strength, pix_fmt=job.out_format.layout.pix_fmt,
         encoder=None if job.folder_output or used is None else {
             "codec": used.codec, "crf": used.crf, "preset": used.preset,
-            "pix_fmt": getattr(job.writer, "pix_fmt", None) or used.pix_fmt or _chosen_pix_fmt(job)},
+            "pix_fmt": getattr(job.writer, "pix_fmt", None) or used.pix_fmt},
         variable_frame_rate=info is not None and info.is_vfr, segments=len(job.segments),
         segments_reused=job.reused, first_frame=job.first_frame, notes=job.notes)
-
-
-def _chosen_pix_fmt(job: Job) -> str:
-    """The pixel format the segments' encoder took (what a FrameWriter chooses)."""
-    fmt = job.out_format
-    return choose_pix_fmt(job.encoder.codec, fmt.layout, fmt.width, fmt.height)
 
 
 def note_source(source: Source, target: Path, folder_output: bool, deinterlace: bool, note) -> None:

@@ -1,7 +1,8 @@
-"""Between decoded planes and the network: each frame converted to RGB once, each output back.
+"""The network and the plane conversions around it, as one object: `FramePlanes`, which the
+local worker and the Ray actors use alike.
 
     decoded Frame -> `FramePlanes.prepare` -> DecodedFrame (planes + RGB on the device, once)
-    windows of DecodedFrames -> `FramePlanes.restore` -> RGB outputs (n, 3, sH, sW)
+    windows of DecodedFrames -> `FramePlanes.run` -> RGB outputs (n, 3, sH, sW)
     (centre DecodedFrame, RGB output) -> `FramePlanes.finish` -> output planes
 
 At scale 1 with the source's own layout out, `finish` is the residual reconstruction: input
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from edvr_cli.enhance.stream import EnhanceError
-from edvr_cli.inference import ModelRunner, Restored
+from edvr_cli.enhance.inference import ModelRunner, Restored, choose_device
 from edvr_cli.video import Frame, FrameConverter, FrameFormat
 
 
@@ -34,8 +35,15 @@ class DecodedFrame:
     rgb: torch.Tensor  # (3, h, w) float in [0, 1] on the model's device: what the network sees
 
 
+def build_runner(network: torch.nn.Module, settings, notify=None) -> ModelRunner:
+    """The network on `settings.device` with the precision, tiles, ensemble and compile asked for."""
+    return ModelRunner(network, choose_device(settings.device), settings.precision, settings.tile,
+                       settings.tile_overlap, settings.ensemble, notify=notify, compile=settings.compile)
+
+
 class FramePlanes:
-    """Converts frames of `source_format` for `runner` and its outputs into `output_format`.
+    """Converts frames of `source_format` for `runner` and its outputs into `output_format`;
+    `final_tile` is the tile size the last batch ran with (smaller after an out-of-memory retry).
 
     Args:
         runner: runs the network on the device.
@@ -52,6 +60,7 @@ class FramePlanes:
         # scale 1: the output is the input's planes plus the change, in the input's own space
         self.residual = runner.scale == 1
         self._output_is_source = output_format == source_format
+        self.final_tile = runner.tile
 
     def prepare(self, frame: Frame) -> DecodedFrame:
         codes = self._in.upload(frame.planes)
@@ -66,6 +75,12 @@ class FramePlanes:
         if not bool(torch.isfinite(restored.frames).all()):  # one reduction per batch; what is written must be numbers
             raise NonFiniteOutputError("the network's output holds NaN or infinite values")
         return restored
+
+    def run(self, windows: list[list[DecodedFrame]]) -> torch.Tensor:
+        """`restore`'s frames, keeping the tile size they ran with in `final_tile`."""
+        restored = self.restore(windows)
+        self.final_tile = restored.tile
+        return restored.frames
 
     def finish(self, centre: DecodedFrame, output: torch.Tensor) -> tuple[np.ndarray, ...]:
         """The output planes for one restored frame."""

@@ -16,15 +16,17 @@ never leaves the actor.
 from __future__ import annotations
 
 import logging
-import os
+import signal
 import tempfile
+import threading
 import uuid
-from fractions import Fraction
+from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from edvr_cli.enhance.planes import FramePlanes
+from edvr_cli.enhance.planes import FramePlanes, build_runner
 from edvr_cli.enhance.segment_worker import FrameClock, SeekMissed, SegmentOutput, restore_segments
 from edvr_cli.enhance.segments import Segment
 from edvr_cli.enhance.sources import Timing, open_source
@@ -94,27 +96,13 @@ class SegmentActor:
         self.network = network
         self.runners: dict = {}
 
-    def pid(self) -> int:
-        return os.getpid()
-
-    def peak_rss_mib(self) -> float:
-        """This worker process's peak resident memory (for benchmarks)."""
-        import resource
-
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-    def _planes(self, task: SegmentTask, source) -> tuple[FramePlanes, Callable]:
-        from edvr_cli.inference import ModelRunner, choose_device
-
+    def _planes(self, task: SegmentTask, source) -> FramePlanes:
         settings = task.settings
         key = (settings.device, settings.precision, settings.tile, settings.tile_overlap, settings.ensemble,
                settings.compile)
         if key not in self.runners:  # built once per actor: a compiled network stays compiled
-            self.runners[key] = ModelRunner(self.network, choose_device(settings.device), settings.precision,
-                                            settings.tile, settings.tile_overlap, settings.ensemble,
-                                            compile=settings.compile)
-        planes = FramePlanes(self.runners[key], source.format, task.output.format, settings.strength)
-        return planes, lambda windows: planes.restore(windows).frames
+            self.runners[key] = build_runner(self.network, settings)
+        return FramePlanes(self.runners[key], source.format, task.output.format, settings.strength)
 
     def restore(self, task: SegmentTask) -> tuple[int, int, dict[str, bytes], Fraction | None]:
         """(job id, segment index, {file name: bytes}, its first frame's time) of one restored segment."""
@@ -131,10 +119,10 @@ class SegmentActor:
         source = open_source(task.input_path, settings.folder_fps, settings.deinterlace, seek_seconds=seek,
                              info=task.info)
         try:
-            planes, run_batch = self._planes(task, source)
+            planes = self._planes(task, source)
             with tempfile.TemporaryDirectory(prefix="edvr-segment-") as folder:
                 partial = Path(folder) / f"segment{task.suffix}"
-                for _segment, path, start in restore_segments(source, planes, run_batch, Timing(source), [task.segment],
+                for _segment, path, start in restore_segments(source, planes, Timing(source), [task.segment],
                                                        task.num_frames, task.window, settings.padding,
                                                        settings.batch, task.output, lambda segment: partial,
                                                        clock=clock):
@@ -176,12 +164,10 @@ class RayPool:
     def __init__(self, address: str, workers: int | None, network):
         ray = self.ray = import_ray()
         if not ray.is_initialized():
-            from edvr_cli.commands.interrupts import python_handlers_kept
-
             # Ray's note that token authentication is on (its default) is not ours to print
             logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
             try:
-                with python_handlers_kept():  # ray.init sets a C-level SIGTERM handler of its own
+                with _python_signal_handlers_kept():  # ray.init sets a C-level SIGTERM handler of its own
                     ray.init(address=None if address == "local" else address, include_dashboard=False,
                              log_to_driver=False, configure_logging=False)
             except (ConnectionError, ValueError, RuntimeError) as error:
@@ -202,12 +188,6 @@ class RayPool:
         self.holder = ray.remote(num_cpus=0, scheduling_strategy=here,
                                  name=holder_name)(NetworkHolder).remote(network)
         self.actors = [actor.remote(holder_name, threads) for _ in range(self.workers)]
-
-    def pids(self) -> list[int]:
-        return self.ray.get([actor.pid.remote() for actor in self.actors])
-
-    def peak_rss_mib(self) -> list[float]:
-        return self.ray.get([actor.peak_rss_mib.remote() for actor in self.actors])
 
     def run(self, tasks: list[SegmentTask], finished: Callable[..., None],
             failed: Callable[[int, Exception], None] | None = None) -> None:
@@ -247,6 +227,24 @@ class RayPool:
         for actor in [*self.actors, self.holder]:
             self.ray.kill(actor, no_restart=True)
         self.actors = []
+
+
+@contextmanager
+def _python_signal_handlers_kept(signals: tuple[str, ...] = ("SIGINT", "SIGTERM", "SIGHUP")) -> Iterator[None]:
+    """Put Python's handlers for `signals` back after the block: a library that installs C-level
+    handlers of its own (ray.init: a crash report and exit status 15 on SIGTERM) must not take
+    over the command's clean stop. Outside the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    numbers = [getattr(signal, name) for name in signals if hasattr(signal, name)]
+    previous = {sig: signal.getsignal(sig) for sig in numbers}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: not set from Python; nothing to put back
+                signal.signal(sig, handler)
 
 
 __all__ = ["SegmentTask", "SegmentActor", "RayPool", "import_ray", "frame_clock", "SEEKABLE_SUFFIXES"]

@@ -96,7 +96,30 @@ def needed_ranges(segments: list[Segment]) -> list[tuple[int, int]]:
     return [(low, high) for low, high in merged]
 
 
-def restore_segments(source: Source, planes: FramePlanes, run_batch: Callable[[list], object], timing: Timing,
+def _decoded(source: Source, planes: FramePlanes, timing: Timing, needed: list[tuple[int, int]], num_frames: int,
+             first_frame: int, clock: FrameClock | None, count: list[int]) -> Iterator[tuple[int, object]]:
+    """(index, prepared frame) of the decoded frames within `needed`; `count[0]` follows how many
+    were decoded. Times count from `first_frame`."""
+    indexed = enumerate(source.reader) if clock is None else clock.indexed(source.reader)
+    first, ranges = True, iter(needed)
+    low, high = next(ranges, (num_frames, num_frames))
+    for idx, frame in indexed:
+        count[0] = idx + 1
+        if first and clock is not None and idx > low:
+            raise SeekMissed(f"decoding from the seek point began at frame {idx}, after {low}")
+        first = False
+        if idx == first_frame:
+            timing.start_at(frame)
+        if idx >= num_frames:
+            raise EnhanceError(f"the input holds more than the {num_frames} frames its container "
+                               f"announced; run with --segment-frames 0")
+        while idx > high:  # frames arrive in order: a passed range is never needed again
+            low, high = next(ranges, (num_frames, num_frames))
+        if low <= idx:
+            yield idx, planes.prepare(frame)  # only frames some window reads reach the device
+
+
+def restore_segments(source: Source, planes: FramePlanes, timing: Timing,
                      segments: list[Segment], num_frames: int, window: int, padding: str, batch: int,
                      output: SegmentOutput,
                      partial_path: Callable[[Segment], Path], on_frame: Callable[[], None] | None = None,
@@ -105,36 +128,15 @@ def restore_segments(source: Source, planes: FramePlanes, run_batch: Callable[[l
     """Restore `segments` (in order) of `source`, yielding each (segment, its complete file, the
     time of its first frame in seconds from the clip's first; None for PNG frames).
 
-    `run_batch` takes a batch of windows and returns their restored frames (`FramePlanes.restore`
-    and whatever the caller records); `partial_path(segment)` names the file (or PNG folder) a
+    `planes` runs the network and converts its frames; `partial_path(segment)` names the file (or PNG folder) a
     segment is written to; it is complete once yielded and the caller commits it. With `clock`,
     `source` was opened at a seek point and frames are identified by their pts (SeekMissed if
     that point was too late).
     """
     segments = sorted(segments, key=lambda segment: segment.index)
-    needed = needed_ranges(segments)
     count = [0]  # frames the pass decoded
-
-    def decoded() -> Iterator[tuple[int, object]]:
-        indexed = enumerate(source.reader) if clock is None else clock.indexed(source.reader)
-        first, ranges = True, iter(needed)
-        low, high = next(ranges, (num_frames, num_frames))
-        for idx, frame in indexed:
-            count[0] = idx + 1
-            if first and clock is not None and idx > low:
-                raise SeekMissed(f"decoding from the seek point began at frame {idx}, after {low}")
-            first = False
-            if idx == output.first_frame:
-                timing.start_at(frame)
-            if idx >= num_frames:
-                raise EnhanceError(f"the input holds more than the {num_frames} frames its container "
-                                   f"announced; run with --segment-frames 0")
-            while idx > high:  # frames arrive in order: a passed range is never needed again
-                low, high = next(ranges, (num_frames, num_frames))
-            if low <= idx:
-                yield idx, planes.prepare(frame)  # only frames some window reads reach the device
-
-    frames = ReplayableFrames(decoded(), history=2 * max_reach(window) + window)
+    decoded = _decoded(source, planes, timing, needed_ranges(segments), num_frames, output.first_frame, clock, count)
+    frames = ReplayableFrames(decoded, history=2 * max_reach(window) + window)
     for segment in segments:
         path = partial_path(segment)
         first_time: list[Fraction] = []
@@ -154,7 +156,7 @@ def restore_segments(source: Source, planes: FramePlanes, run_batch: Callable[[l
             windows = segment_windows(frames.starting_at(segment.first_input), segment, num_frames, window,
                                       padding)
             try:
-                restore_windows(windows, run_batch, write, batch, on_frame)
+                restore_windows(windows, planes.run, write, batch, on_frame)
             except InputEndedEarly as ended:  # the pass is over: how far it got is now known
                 raise InputEndedEarly(str(ended), None if clock is not None else count[0]) from None
         yield segment, path, None if output.folder else first_time[0]

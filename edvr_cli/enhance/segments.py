@@ -18,7 +18,6 @@ T = TypeVar("T")
 
 # Chosen by measurement (benchmarks/README.md, "Segments"): at 1000 frames the segment restarts
 # and the join cost under 1 % of a CPU run, and a segment is minutes of GPU work at 1080p.
-DEFAULT_SEGMENT_FRAMES = 1000
 
 
 class InputEndedEarly(EnhanceError):

@@ -15,10 +15,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable
 
+from edvr_cli.enhance.settings import DEFAULT_FOLDER_FPS
 from edvr_cli.video import (EncoderSettings, FolderFrameReader, Frame, FrameFormat, FrameReader, FrameWriter,
                             PlaneLayout, PngFolderWriter, VideoInfo, native_layout, probe, untagged_matrix)
-
-DEFAULT_FOLDER_FPS = Fraction(25)
 
 
 @dataclass

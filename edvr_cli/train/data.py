@@ -18,7 +18,6 @@ converted to float on the device (a quarter of the bytes through the DataLoader)
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -29,14 +28,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from edvr_cli import clip_layout
 from edvr_cli.clip_layout import ClipLayoutError
 from edvr_cli.image_io import ImageFolderError, list_image_files, read_image
+from edvr_cli.train.clips import Clips, DataError
 from edvr_cli.train.config import ConfigError, TrainConfig
 from edvr_cli.train.degrade import CachedClip, Degradation, DegradeError, prepare_clip
 from edvr_cli.windows import DEFAULT_PADDING, window_indices
-from models.errors import EdvrError
-
-class DataError(EdvrError, ValueError):
-    """Training data that cannot be found, paired or cropped; the message names the path."""
-
 
 # --- finding clips -----------------------------------------------------------------------------
 
@@ -99,13 +94,6 @@ class FolderPairClip:
 
     def lq_frame(self, idx: int) -> np.ndarray:
         return read_image(self.lq_files[idx])
-
-
-@dataclass
-class Clips:
-    train: list
-    val: list
-    degradation: str  # for the log
 
 
 def load_clips(config: TrainConfig, cache_root: Path, show_progress: bool = True) -> Clips:

@@ -1,8 +1,8 @@
 """Training pairs packed to travel: the trainer's own (ground truth, x265 input) pairs, bit for bit,
 in a few MB per clip, readable on a machine without ffmpeg.
 
-Why: a lent GPU machine has no ffmpeg and takes at most 64 MiB of files, while the trainer's cache
-(`degrade.prepare_clip`) holds raw RGB arrays (hundreds of MB). A pack keeps what the cache is made
+Why: a training machine may have no ffmpeg, and the trainer's cache (`degrade.prepare_clip`)
+holds raw RGB arrays (hundreds of MB), too large to copy around. A pack keeps what the cache is made
 of instead: the decoded YUV 4:2:0 planes of both sides (ground truth = the lossless yuv420p
 intermediate, input = its x265 encoding), and turns them into RGB with the same conversion the
 cache uses (`video.convert.FrameConverter`, as `video.rgb_frames` does). So a pack's clips equal
@@ -326,10 +326,10 @@ def load_pack(folder: str | Path, splits: Iterable[str] | None = None, groups: I
 
 
 def load_pack_clips(config, show_progress: bool = True):
-    """`data.Clips` of a pack for `edvr train --gt PACK`: the train split trains; the validation
+    """`clips.Clips` of a pack for `edvr train --gt PACK`: the train split trains; the validation
     clips are --val-clips (any split) or, without it, the selection split."""
+    from edvr_cli.train.clips import Clips, DataError
     from edvr_cli.train.config import ConfigError
-    from edvr_cli.train.data import Clips, DataError
 
     manifest = read_manifest(config.gt)
     if config.lq:

@@ -18,6 +18,7 @@ from pathlib import Path
 from edvr_cli.video.ffmpeg import VideoError, ffmpeg_exe
 from edvr_cli.video.pixel_format import PlaneLayout, family_of, subsampling_of
 from edvr_cli.video.probe import bit_depth_of
+from models.errors import OptionError
 
 
 @dataclass(frozen=True)
@@ -29,16 +30,6 @@ class EncoderSettings:
     preset: str | None = None
     pix_fmt: str | None = None
     extra_args: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        parts = [self.codec or "?"]
-        if self.crf is not None:
-            parts.append(f"crf {self.crf:g}")
-        if self.preset is not None:
-            parts.append(f"preset {self.preset}")
-        if self.pix_fmt is not None:
-            parts.append(self.pix_fmt)
-        return ", ".join(parts)
 
 
 # Defaults chosen by measurement (benchmarks/pipe_loss.py, table in benchmarks/README.md): on
@@ -93,6 +84,41 @@ def encoder_help(codec: str) -> str:
     if "is not recognized" in text or not text.strip():
         raise VideoError(f"ffmpeg has no encoder named {codec!r}")
     return text
+
+
+# The quality scale of encoders whose ffmpeg option range says nothing (x264/x265: "-1 to FLT_MAX").
+CRF_RANGES = {"libx264": (0, 51), "libx264rgb": (0, 51), "libx265": (0, 51)}
+_CRF_OPTION = re.compile(r"^\s+-crf\s+<(\w+)>.*\(from (\S+) to (\S+)\)", re.MULTILINE)
+
+
+def crf_range(codec: str) -> tuple[str, float, float | None] | None:
+    """(value type "int"/"float", lowest, highest or None) of the encoder's -crf; None if it has none."""
+    match = _CRF_OPTION.search(encoder_help(codec))
+    if match is None:
+        return None
+    kind, low, high = match.groups()
+    if codec in CRF_RANGES:
+        return (kind, *CRF_RANGES[codec])
+    return kind, max(0.0, _number(low) or 0.0), _number(high)  # ffmpeg's -1 means "not set"
+
+
+def _number(text: str) -> float | None:
+    return float(text) if re.fullmatch(r"-?\d+(\.\d+)?", text) else None  # not FLT_MAX / INT_MAX
+
+
+def check_crf(crf: float, codec: str) -> None:
+    """Raise OptionError unless `crf` is within what `codec` takes."""
+    scale = crf_range(codec)
+    if scale is None:
+        raise OptionError("--crf", f"{codec} has no constant rate factor; omit --crf (a quality option of its "
+                                   f"own goes in --encoder-arg)")
+    kind, low, high = scale
+    if kind == "int" and crf != int(crf):
+        raise OptionError("--crf", f"{codec} takes a whole number, got {crf:g}")
+    if crf < low or (high is not None and crf > high):
+        where = f"{low:g} to {high:g}" if high is not None else f"{low:g} or more"
+        raise OptionError("--crf", f"{crf:g} is outside {codec}'s range, {where} (lower = better quality, "
+                                   f"bigger file)")
 
 
 def encoder_pix_fmts(codec: str) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 from edvr_cli.video.ffmpeg import (POLL_SECONDS, StderrCollector, VideoError, ended_within, ffmpeg_exe,
                                    ffmpeg_failed, ffmpeg_path, stop_process)
-from edvr_cli.video.frame import Frame, FrameFormat, source_format
+from edvr_cli.video.frame import Frame, source_format
 from edvr_cli.video.probe import VideoInfo, probe
 
 _END = object()  # end-of-stream marker in the queue
@@ -185,8 +185,3 @@ class FrameReader:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-
-def frame_format_of(path: str | os.PathLike) -> FrameFormat:
-    """The `FrameFormat` a video's frames are read in (probes the file)."""
-    return source_format(probe(path))[0]

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edvr_cli.tiling import run_tiled
+from edvr_cli.enhance.tiling import DEFAULT_TILE_OVERLAP, run_tiled
 from models.errors import EdvrError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -124,7 +124,7 @@ class ModelRunner:
         device: where to run; the model is moved there.
         precision: 'fp32', 'fp16' (CUDA only) or 'bf16': autocast dtype for the forward pass.
         tile: tile size in input pixels; 0 = whole frames (until memory runs out).
-        tile_overlap: margin around each tile, input pixels (see edvr_cli.tiling).
+        tile_overlap: margin around each tile, input pixels (see edvr_cli.enhance.tiling).
         ensemble: average the outputs of the 8 flips/transposes of each window.
         notify: called with one line when the tile size is reduced after running out of memory
             (and when a `compile` fast path falls back).
@@ -136,7 +136,7 @@ class ModelRunner:
     """
 
     def __init__(self, model: nn.Module, device: torch.device | str = "cpu", precision: str = "fp32",
-                 tile: int = 0, tile_overlap: int = 32, ensemble: bool = False,
+                 tile: int = 0, tile_overlap: int = DEFAULT_TILE_OVERLAP, ensemble: bool = False,
                  notify: Callable[[str], None] | None = None, min_tile: int = MIN_TILE,
                  compile: bool | str = False, channels_last: bool = False):
         if tile < 0 or tile_overlap < 0:

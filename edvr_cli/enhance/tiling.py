@@ -21,6 +21,9 @@ from typing import Callable
 
 import torch
 
+# Input pixels of context around each tile; they cover the network's receptive field, so no seam shows.
+DEFAULT_TILE_OVERLAP = 32
+
 
 @dataclass(frozen=True)
 class Tile:
