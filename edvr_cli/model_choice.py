@@ -21,8 +21,8 @@ DEFAULT_MODEL = "builtin-qe"  # used when --model is not given
 # task and measured held-out gain of each bundled model, as `edvr models` lists them
 # (the measurements and how they were made: models/weights/README.md)
 BUILTIN_SUMMARY = {
-    "builtin-qe": ("qe-x265-qp37", "ours: +0.040 dB vs QP37 input"),
-    "builtin-sr4": ("sr-x4", "ours: +2.56 dB vs bicubic"),
+    "builtin-qe": ("qe-x265-qp37", "ours: +0.175 dB vs QP37 input"),
+    "builtin-sr4": ("sr-x4", "ours: +2.62 dB vs bicubic"),
 }
 
 
