@@ -1,10 +1,9 @@
 """Where `edvr enhance` writes: checks before any work, an exclusive claim on the output, a
 hidden staging file or folder beside it, and the rename that puts it in place once complete.
 
-A path ending in a slash, or without an extension, is a folder of PNG frames. An existing output
-is replaced only when asked, a folder only if it holds nothing but images, and the input never.
-Single images and image sequences other than a PNG folder (`out.png`, `frame%04d.png`,
-`out.gif`) are refused.
+What an output path may name is `output_kinds`' to say (a folder of PNG frames, or a video in a
+container ffmpeg writes). An existing output is replaced only when asked, a folder only if it
+holds nothing but images, and the input never.
 
 One run at a time per output: `claim_output` takes an exclusive lock (`flock`) on a hidden
 `.NAME.edvr-lock` file beside the output and writes its pid there. A second run aimed at the
@@ -24,7 +23,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from models.errors import EdvrError
+from edvr_cli.output_kinds import OutputPathError, check_output_name, is_folder_output
 
 try:
     import fcntl
@@ -32,10 +31,6 @@ except ImportError:  # Windows: no flock; claims then rely on O_EXCL and the own
     fcntl = None
 
 _LOCK_SUFFIX = ".edvr-lock"
-# Single images and image-sequence muxers: a video output needs a container, frames need a folder.
-_IMAGE_OUTPUT_SUFFIXES = (".png", ".apng", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif",
-                          ".ppm", ".pgm", ".pbm", ".pam", ".tga", ".dpx", ".exr", ".jp2", ".j2k", ".jxl",
-                          ".avif", ".heic", ".qoi", ".sgi", ".pcx", ".xwd", ".xbm")
 
 
 def temporary_output_path(final_path: str | os.PathLike, tag: str | None = None) -> Path:
@@ -46,10 +41,6 @@ def temporary_output_path(final_path: str | os.PathLike, tag: str | None = None)
     final_path = Path(final_path)
     middle = f".{tag}" if tag else ""
     return final_path.with_name(f".{final_path.stem}{middle}.partial{final_path.suffix}")
-
-
-class OutputPathError(EdvrError, ValueError):
-    """An input or output path that cannot or must not be used; the message is one line."""
 
 
 class OutputExistsError(OutputPathError):
@@ -65,38 +56,10 @@ class OutputBusyError(OutputPathError):
     """Another live run is writing the same output."""
 
 
-def is_folder_output(path: str | os.PathLike) -> bool:
-    """An output path ending in a slash (or without a file extension) means a folder of PNGs.
-
-    Pass the path as the user typed it: `Path("clip.mp4/")` has already lost its slash.
-    """
-    text = os.fspath(path)
-    return text.endswith(("/", os.sep)) or Path(text).suffix == ""
-
-
 def _holds_only_images(folder: Path) -> bool:
     from edvr_cli.image_io import IMAGE_SUFFIXES
 
     return all(entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES for entry in folder.iterdir())
-
-
-def _check_output_name(output_path: str | os.PathLike, folder_output: bool) -> None:
-    text = os.fspath(output_path)
-    target = Path(text)
-    if folder_output:
-        if target.name in ("", ".", "..") or Path(os.path.abspath(text)).name == "":
-            raise OutputPathError(f"{text}: cannot be a folder of PNG frames; name the folder, e.g. "
-                                  f"-o restored/")
-        return
-    suffix = target.suffix.lower()
-    if "%" in target.name and suffix in _IMAGE_OUTPUT_SUFFIXES:
-        raise OutputPathError(f"{text}: image-sequence patterns are not an output here; for PNG frames "
-                              f"name a folder (-o {target.parent / target.name.split('%')[0].rstrip('_-.')}/), "
-                              f"for a video a file such as .mkv or .mp4")
-    if suffix in _IMAGE_OUTPUT_SUFFIXES:
-        kind = "an animated GIF" if suffix == ".gif" else f"a single {suffix} image"
-        raise OutputPathError(f"{text}: {kind} is not an output here; for PNG frames name a folder "
-                              f"(-o {target.with_suffix('')}/), for a video a file such as .mkv or .mp4")
 
 
 def check_paths(input_path: str | os.PathLike, output_path: str | os.PathLike, overwrite: bool = False) -> None:
@@ -111,7 +74,7 @@ def check_paths(input_path: str | os.PathLike, output_path: str | os.PathLike, o
     folder_output = is_folder_output(output_path)
     if not source.exists():
         raise OutputPathError(f"{source}: no such file or folder")
-    _check_output_name(output_path, folder_output)
+    check_output_name(output_path, folder_output)
     if target.resolve() == source.resolve():
         raise OutputPathError(f"{target}: the output would replace the input; choose another name")
     _check_existing(target, folder_output, overwrite)

@@ -126,3 +126,15 @@ def test_a_damaged_png_is_one_line_without_advice_to_install_plugins(tmp_path):
     (folder / "00000001.png").write_bytes(b"not an image at all")
     assert one_line_error(edvr("eval", "--gt", folder, "--pred", folder)) == (
         f"{folder / '00000001.png'}: cannot read image (damaged, or not the image format its name says)")
+
+
+def test_enhance_into_a_suffix_that_is_no_video_container_is_refused_before_any_work(tmp_path):
+    # before the input is probed, the model loaded (the file named is no model) or Ray joined (nothing listens)
+    clip = make_clip(tmp_path / "in.mkv", num_frames=3)
+    for options in ([], ["--ray", "ray://127.0.0.1:9"]):
+        for name in ("x.pth", "x.xyz"):
+            output = tmp_path / name
+            assert one_line_error(edvr("enhance", clip, "-o", output, "--model", tmp_path / "no.pth", *options)) == (
+                f"{output}: ffmpeg cannot write a video into a {output.suffix} file; name a video file such as .mkv, "
+                f".mp4, .mov, .webm or .avi, or a folder (-o {tmp_path / 'x'}/) for PNG frames")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.mkv"]

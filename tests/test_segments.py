@@ -10,9 +10,11 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from fractions import Fraction
@@ -269,11 +271,16 @@ def ray_pool(model_file):
     ray = pytest.importorskip("ray")
     from edvr_cli.enhance.ray_pool import RayPool
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # Ray's files, and the segments its workers write, in a folder of the tests' own (short: Ray's
+    # socket paths must fit in 107 bytes), removed afterwards
+    folder = tempfile.mkdtemp(prefix="edvr-t-", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _temp_dir=folder,
+             runtime_env={"env_vars": {"TMPDIR": folder}})
     pool = RayPool("local", 2, load_enhance_model(str(model_file)).network)
     yield pool
     pool.close()
     ray.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_ray_with_two_workers_gives_the_single_pass(clip, model_file, single_pass, ray_pool, tmp_path):

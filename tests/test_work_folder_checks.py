@@ -2,7 +2,8 @@
 state is redone rather than fatal, and a joined output short of frames is an error.
 
 Real clips, a real tiny EDVR (tests/test_segments.py's), real `edvr enhance` processes; the work
-folder is left by a run stopped just before its join, then damaged by truncating and overwriting.
+folder is left by a run stopped just before its join, then damaged by truncating and overwriting,
+or by a run killed (SIGKILL) while it joins.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -200,3 +202,54 @@ def test_a_full_disk_while_a_segment_is_kept_names_the_output(clip12, model_file
     assert str(raised.value) == (f"{output}: a finished segment could not be kept (no space left on device); "
                                  f"make room and run the same command again")
     assert not output.exists()
+
+
+@pytest.fixture(scope="module")
+def clip20(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clip20") / "in.mkv", num_frames=20, pix_fmt="yuv420p", audio=True)
+
+
+@pytest.fixture(scope="module")
+def single20(clip20, model_file, tmp_path_factory):
+    output = tmp_path_factory.mktemp("single20") / "out.mkv"
+    enhance(clip20, output, load_enhance_model(str(model_file)), EnhanceSettings(segment_frames=0), FFV1)
+    return frames_of(output)
+
+
+def killed_in_the_join(args: list[str], work: Path) -> None:
+    """Start `edvr enhance`, SIGKILL it as soon as its join has begun (the concat list is written
+    just before ffmpeg joins the segments, and removed once it is done)."""
+    process = subprocess.Popen(_edvr(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    script = work / "join.ffconcat"
+    try:
+        deadline = time.monotonic() + 120
+        while not script.exists():
+            assert process.poll() is None, "the run ended before its join was seen"
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-output", "existing-output"])
+def test_a_run_killed_in_its_join_leaves_the_output_alone_and_the_rerun_finishes_cleanly(clip20, model_file, single20,
+                                                                                        tmp_path, existing):
+    output = tmp_path / "out.mkv"
+    if existing:
+        output.write_bytes(b"the user's earlier output")
+    args = [str(clip20), "-o", str(output), "--model", str(model_file), "--codec", "ffv1", "--segment-frames", "5",
+            *(["--overwrite"] if existing else [])]
+    work = work_folder_path(output)
+    killed_in_the_join(args, work)
+    assert {f"seg-{index:05d}.mkv" for index in range(4)} <= set(os.listdir(work))  # all restored: it was joining
+    if existing:
+        assert output.read_bytes() == b"the user's earlier output"
+    else:
+        assert not output.exists()
+    done = subprocess.run(_edvr(*args, "--json"), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["frames"], result["segments"], result["segments_reused"]) == (20, 4, 4)
+    assert frames_of(output) == single20
+    assert sorted(os.listdir(tmp_path)) == ["out.mkv"]  # no lock, staging file or work folder left

@@ -220,6 +220,10 @@ def _run(inputs: tuple[str, ...], output_path: str, model: str | None, weights: 
             loaded.append(load_enhance_model(model, weights, cache_dir, progress=not quiet))
         return loaded[0]
 
+    if not many:  # an output that cannot be written is refused before Ray or the model starts
+        from edvr_cli.output_files import check_paths
+
+        check_paths(paths[0], output_path, overwrite)
     pool = _ray_pool(ray_address, workers, load) if ray_address else None
     try:
         return _dispatch(paths, output_path, many, load, settings, encoder, overwrite, skip_existing, quiet, pool)

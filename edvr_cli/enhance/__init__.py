@@ -9,7 +9,9 @@
 - stream.py: temporal windows over the frame stream and the in-order restore loop.
 - segments.py (the plan), segment_worker.py (restores segments), workfolder.py (finished
   segments kept for resume): long videos in resumable segments, joined by video/join.py.
-- many.py: several inputs into a folder; ray_pool.py: segments on a Ray cluster's workers.
+- many.py: several inputs into a folder; ray_pool.py: segments on a Ray cluster's workers;
+  ray_local.py (and ray_watchdog.py): a Ray instance of the run's own, and its end.
+- cut_short.py: an input that decodes to fewer frames than announced is planned again.
 """
 
 from edvr_cli.enhance.pipeline import EnhanceResult, Reporter, enhance

@@ -28,7 +28,8 @@ from edvr_cli.enhance.output_check import check_output_frames
 from edvr_cli.enhance.output_names import hidden_paths
 from edvr_cli.enhance.planes import FramePlanes, build_runner
 from edvr_cli.enhance.segment_worker import FrameClock, SeekMissed, SegmentOutput, restore_segments
-from edvr_cli.enhance.segments import InputEndedEarly, Segment, plan_segments, same_windows
+from edvr_cli.enhance.cut_short import decodable_frames, plan_for_decoded
+from edvr_cli.enhance.segments import InputEndedEarly, Segment, plan_segments
 from edvr_cli.enhance.settings import EnhanceSettings, checked_window
 from edvr_cli.enhance.sources import Source, Timing, open_source, open_writer, output_format
 from edvr_cli.enhance.stream import EnhanceError, restore_stream
@@ -275,12 +276,17 @@ def run_segments(job: Job, todo: list[Segment], reporter) -> None:
     try:
         _restore_and_commit(job, todo, job.source.num_frames, reporter)
     except InputEndedEarly as ended:
-        if ended.decoded is None or ended.decoded <= job.first_frame:
-            raise
-        _restore_and_commit(job, replan_shorter(job, ended.decoded), ended.decoded, reporter)
+        decoded = decodable_frames(job, ended)
+        todo = plan_for_decoded(job, decoded)
+        job.source.close()
+        job.source = open_source(job.input_path, job.settings.folder_fps, job.settings.deinterlace, job.note,
+                                 info=job.source.video_info)
+        _restore_and_commit(job, todo, decoded, reporter)
 
 
 def _restore_and_commit(job: Job, todo: list[Segment], num_frames: int, reporter) -> None:
+    if not todo:  # every segment was finished by an earlier run (stopped in its join): only the join is left
+        return
     settings = job.settings
     clock = _seek_to(job, todo)
     while True:
@@ -328,26 +334,6 @@ def commit_segment(job: Job, index: int, partial: Path, start) -> None:
         reason = "no space left on device" if error.errno == errno.ENOSPC else error.strerror or str(error)
         raise EnhanceError(f"{job.target}: a finished segment could not be kept ({reason}); make room and run "
                            f"the same command again") from None
-
-
-def replan_shorter(job: Job, decoded: int) -> list[Segment]:
-    """The plan for the `decoded` frames the input really holds (a range ends there at the
-    latest); finished segments it leaves unchanged are kept, the others removed. Reopens the
-    input; returns the segments to restore."""
-    settings = job.settings
-    stop = min(job.first_frame + job.frames_wanted, decoded)
-    plan = plan_segments(decoded, settings.segment_frames, job.window, settings.padding, job.first_frame, stop)
-    old = job.segments
-    for segment in old:
-        unchanged = (segment.index < len(plan) and plan[segment.index] == segment
-                     and same_windows(segment, decoded, job.source.num_frames, job.window, settings.padding))
-        if not unchanged or not job.work.is_done(segment.index, segment.num_frames):
-            job.work.discard(segment.index)
-    job.segments = plan
-    job.source.close()
-    job.source = open_source(job.input_path, settings.folder_fps, settings.deinterlace, job.note,
-                             info=job.source.video_info)
-    return [segment for segment in plan if not job.work.is_done(segment.index, segment.num_frames)]
 
 
 def finish_job(job: Job) -> None:

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Callable
 
 from edvr_cli.clip_layout import VIDEO_SUFFIXES
+from edvr_cli.enhance.cut_short import decodable_frames, plan_for_decoded
 from edvr_cli.enhance.output_names import explain_failure
 from edvr_cli.enhance.job import (Job, close_job, commit_segment, count_frames_exactly, finish_job,
                                   plan_job, segment_output, start_job, start_progress)
 from edvr_cli.enhance.pipeline import EnhanceResult, Reporter, enhance, job_result, note_source
 from edvr_cli.enhance.settings import EnhanceSettings
 from edvr_cli.enhance.ray_pool import RayPool, SegmentTask, frame_clock
+from edvr_cli.enhance.segments import InputEndedEarly, Segment
 from edvr_cli.enhance.stream import EnhanceError
 from edvr_cli.image_io import natural_key
 from edvr_cli.output_files import OutputExistsError, output_exists
@@ -127,56 +129,87 @@ def _on_pool(inputs, outputs, load, settings, encoder, overwrite, reporter, pool
              raise_errors: bool = False) -> list[Outcome]:
     """Prepare every input, run all their segments on the pool, join each output."""
     segment_frames = settings.segment_frames or 0
-    outcomes = [Outcome(os.fspath(path), os.fspath(output)) for path, output in zip(inputs, outputs)]
-    jobs: dict[int, Job] = {}
-    reporters: dict[int, Reporter] = {}
-    tasks: list[SegmentTask] = []
+    run = _PoolRun([Outcome(os.fspath(path), os.fspath(output)) for path, output in zip(inputs, outputs)],
+                   raise_errors)
     try:
-        for job_id, (path, output) in enumerate(zip(inputs, outputs)):
+        tasks: list[SegmentTask] = []
+        for slot, (path, output) in enumerate(zip(inputs, outputs)):
             try:
                 job, todo = _prepare(path, output, load, settings, encoder, overwrite, reporter(path), segment_frames)
             except (EdvrError, OSError) as error:
                 if raise_errors:
                     raise
-                outcomes[job_id].error = _input_error(error)
+                run.outcomes[slot].error = _input_error(error)
                 continue
-            jobs[job_id], reporters[job_id] = job, job.reporter
-            tasks += [SegmentTask(job_id, job.input_path, job.settings, segment_output(job), job.source.num_frames,
-                                  job.window, "" if job.folder_output else job.target.suffix, segment,
-                                  job.source.video_info, job.clock)
-                      for segment in todo]
-        pending = {job_id: sum(1 for task in tasks if task.job_id == job_id) for job_id in jobs}
-        for job_id in [job_id for job_id, count in pending.items() if count == 0]:
-            _finish(jobs.pop(job_id), outcomes[job_id], raise_errors)
-
-        def finished(job_id: int, index: int, files: dict[str, bytes], start) -> None:
-            job = jobs.get(job_id)
-            if job is None:  # that input already failed
-                return
-            _store(job, index, files, start)
-            for _ in range(job.segments[index].num_frames):
-                reporters[job_id].advance()
-            pending[job_id] -= 1
-            if pending[job_id] == 0:
-                _finish(jobs.pop(job_id), outcomes[job_id], raise_errors)
-
-        def failed(job_id: int, error: Exception) -> None:
-            job = jobs.pop(job_id, None)
-            if job is None:
-                return
-            explained = explain_failure(job, error)
-            close_job(job)  # the claim goes; finished segments stay in the work folder for a rerun
-            if raise_errors:
-                raise explained
-            outcomes[job_id].error = one_line(explained)
-
-        pool.run(tasks, finished, failed)
+            tasks += run.add(slot, job, todo, job.source.num_frames)
+        pool.run(tasks, run.finished, run.failed)
     finally:
-        for job in jobs.values():
+        run.close()
+    return run.outcomes
+
+
+class _PoolRun:
+    """The inputs of one pool run: their jobs, the segments each still waits for, their outcomes.
+
+    A job is known to the pool by an id; a job planned again (its input ended early) gets a new
+    one, so that results of tasks made for its old plan are dropped."""
+
+    def __init__(self, outcomes: list[Outcome], raise_errors: bool):
+        self.outcomes = outcomes
+        self.raise_errors = raise_errors
+        self.jobs: dict[int, Job] = {}
+        self.slots: dict[int, int] = {}  # job id -> its input's place in `outcomes`
+        self.pending: dict[int, int] = {}  # job id -> segments not yet returned
+        self.reporters: list[Reporter] = []
+        self._next_id = 0
+
+    def add(self, slot: int, job: Job, todo: list[Segment], num_frames: int) -> list[SegmentTask]:
+        """Tasks for `todo` under a new job id (the job joined at once when there are none)."""
+        job_id, self._next_id = self._next_id, self._next_id + 1
+        self.jobs[job_id], self.slots[job_id], self.pending[job_id] = job, slot, len(todo)
+        if job.reporter not in self.reporters:
+            self.reporters.append(job.reporter)
+        if not todo:
+            _finish(self.jobs.pop(job_id), self.outcomes[slot], self.raise_errors)
+        return [SegmentTask(job_id, job.input_path, job.settings, segment_output(job), num_frames, job.window,
+                            "" if job.folder_output else job.target.suffix, segment, job.source.video_info,
+                            job.clock) for segment in todo]
+
+    def finished(self, job_id: int, index: int, files: dict[str, bytes], start) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:  # that input already failed, or was planned again
+            return
+        _store(job, index, files, start)
+        for _ in range(job.segments[index].num_frames):
+            job.reporter.advance()
+        self.pending[job_id] -= 1
+        if self.pending[job_id] == 0:
+            _finish(self.jobs.pop(job_id), self.outcomes[self.slots[job_id]], self.raise_errors)
+
+    def failed(self, job_id: int, error: Exception) -> list[SegmentTask]:
+        """A task of `job_id` failed: an input that ended early is planned again (the new tasks are
+        returned), any other failure ends that input."""
+        job = self.jobs.pop(job_id, None)
+        if job is None:
+            return []
+        if isinstance(error, InputEndedEarly):
+            try:
+                decoded = decodable_frames(job, error)
+                return self.add(self.slots[job_id], job, plan_for_decoded(job, decoded), decoded)
+            except (EdvrError, OSError) as problem:
+                error = problem
+        explained = explain_failure(job, error)
+        close_job(job)  # the claim goes; finished segments stay in the work folder for a rerun
+        if self.raise_errors:
+            raise explained
+        self.outcomes[self.slots[job_id]].error = one_line(explained)
+        return []
+
+    def close(self) -> None:
+        for job in self.jobs.values():
             close_job(job)
-        for item in reporters.values():
-            item.close()
-    return outcomes
+        for reporter in self.reporters:
+            reporter.close()
 
 
 def _prepare(path, output, load, settings, encoder, overwrite, reporter, segment_frames):

@@ -15,18 +15,15 @@ never leaves the actor.
 
 from __future__ import annotations
 
-import logging
-import signal
 import tempfile
-import threading
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from edvr_cli.enhance.planes import FramePlanes, build_runner
+from edvr_cli.enhance.ray_local import connect
 from edvr_cli.enhance.segment_worker import FrameClock, SeekMissed, SegmentOutput, restore_segments
 from edvr_cli.enhance.segments import Segment
 from edvr_cli.enhance.sources import Timing, open_source
@@ -82,9 +79,11 @@ class NetworkHolder:
 class SegmentActor:
     """One model replica. Ray wraps this class with `ray.remote` in `RayPool`.
 
-    `network`: the model, or the name of the Ray actor (a NetworkHolder) to fetch it from."""
+    `network`: the model, or the name of the Ray actor (a NetworkHolder) to fetch it from;
+    `scratch`: where segments are written before they are sent (None: the system's temporary
+    folder), a folder that is removed with a Ray instance of the run's own."""
 
-    def __init__(self, network, threads: int = 0):
+    def __init__(self, network, threads: int = 0, scratch: str | None = None):
         import torch
 
         if threads:
@@ -95,6 +94,7 @@ class SegmentActor:
             network = ray.get(ray.get_actor(network).get.remote())
         self.network = network
         self.runners: dict = {}
+        self.scratch = scratch
 
     def _planes(self, task: SegmentTask, source) -> FramePlanes:
         settings = task.settings
@@ -120,7 +120,7 @@ class SegmentActor:
                              info=task.info)
         try:
             planes = self._planes(task, source)
-            with tempfile.TemporaryDirectory(prefix="edvr-segment-") as folder:
+            with tempfile.TemporaryDirectory(prefix="edvr-segment-", dir=self.scratch) as folder:
                 partial = Path(folder) / f"segment{task.suffix}"
                 for _segment, path, start in restore_segments(source, planes, Timing(source), [task.segment],
                                                        task.num_frames, task.window, settings.padding,
@@ -155,23 +155,25 @@ class RayPool:
     """Actors on a Ray cluster that restore segments; `run` hands out tasks as actors free up.
 
     Args:
-        address: "local" starts a Ray instance on this machine; "auto" or "ray://host:port"
-            joins a running cluster.
+        address: "local" starts a Ray instance of this run's own on this machine (ended, and
+            its temporary folder removed, by `close`; see ray_local.py); "auto" or
+            "ray://host:port" joins a running cluster.
         workers: model replicas; None = one per GPU in the cluster, else 1.
         network: the model (held for the actors by a NetworkHolder on this node).
     """
 
     def __init__(self, address: str, workers: int | None, network):
         ray = self.ray = import_ray()
-        if not ray.is_initialized():
-            # Ray's note that token authentication is on (its default) is not ours to print
-            logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
-            try:
-                with _python_signal_handlers_kept():  # ray.init sets a C-level SIGTERM handler of its own
-                    ray.init(address=None if address == "local" else address, include_dashboard=False,
-                             log_to_driver=False, configure_logging=False)
-            except (ConnectionError, ValueError, RuntimeError) as error:
-                raise EnhanceError(f"--ray {address}: cannot connect: {str(error).splitlines()[0]}") from None
+        self.actors, self.holder = [], None
+        self.local = connect(ray, address)  # a Ray instance of this run's own, ended by close()
+        try:
+            self._start_actors(workers, network)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_actors(self, workers: int | None, network) -> None:
+        ray = self.ray
         gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = workers or max(gpus, 1)
@@ -187,14 +189,16 @@ class RayPool:
         holder_name = f"edvr-network-{uuid.uuid4().hex}"
         self.holder = ray.remote(num_cpus=0, scheduling_strategy=here,
                                  name=holder_name)(NetworkHolder).remote(network)
-        self.actors = [actor.remote(holder_name, threads) for _ in range(self.workers)]
+        scratch = self.local.folder if self.local is not None else None
+        self.actors = [actor.remote(holder_name, threads, scratch) for _ in range(self.workers)]
 
     def run(self, tasks: list[SegmentTask], finished: Callable[..., None],
-            failed: Callable[[int, Exception], None] | None = None) -> None:
+            failed: Callable[[int, Exception], list[SegmentTask] | None] | None = None) -> None:
         """Restore every task; `finished(job id, segment index, files, start)` as each one completes.
 
         A task that raises (a bad input found while decoding, a bug) raises here, or with `failed`
-        calls `failed(job id, error)` once, drops that job's other tasks and goes on with the rest.
+        calls `failed(job id, error)`, drops that job's other waiting tasks, runs the tasks
+        `failed` returns (the job planned again, under another id) and goes on with the rest.
         """
         ray = self.ray
         queue = list(reversed(tasks))
@@ -217,34 +221,23 @@ class RayPool:
                 if failed is None:
                     raise problem from None
                 queue[:] = [other for other in queue if other.job_id != task.job_id]
+                queue.extend(reversed(failed(task.job_id, problem) or []))
                 submit(actor)
-                failed(task.job_id, problem)
                 continue
             submit(actor)
             finished(job_id, index, files, start)
 
     def close(self) -> None:
-        for actor in [*self.actors, self.holder]:
-            self.ray.kill(actor, no_restart=True)
-        self.actors = []
-
-
-@contextmanager
-def _python_signal_handlers_kept(signals: tuple[str, ...] = ("SIGINT", "SIGTERM", "SIGHUP")) -> Iterator[None]:
-    """Put Python's handlers for `signals` back after the block: a library that installs C-level
-    handlers of its own (ray.init: a crash report and exit status 15 on SIGTERM) must not take
-    over the command's clean stop. Outside the main thread it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    numbers = [getattr(signal, name) for name in signals if hasattr(signal, name)]
-    previous = {sig: signal.getsignal(sig) for sig in numbers}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            if handler is not None:  # None: not set from Python; nothing to put back
-                signal.signal(sig, handler)
+        """Stop the actors; a Ray instance this run started is shut down and its folder removed."""
+        try:
+            for actor in [*self.actors, self.holder]:
+                if actor is not None:
+                    self.ray.kill(actor, no_restart=True)
+            self.actors, self.holder = [], None
+        finally:
+            if self.local is not None:
+                self.local.close()
+                self.local = None
 
 
 __all__ = ["SegmentTask", "SegmentActor", "RayPool", "import_ray", "frame_clock", "SEEKABLE_SUFFIXES"]

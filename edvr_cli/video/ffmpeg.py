@@ -24,7 +24,8 @@ _GENERIC_STDERR = re.compile(
     r"|Error opening output file.*|Error while filtering.*|Error closing file.*"
     r"|Task finished with error code.*|Terminating thread with return code.*"
     r"|Nothing was written into output file.*|Error writing trailer.*|Last message repeated.*"
-    r"|At least one output file must be specified|Press \[q\].*)$")
+    r"|At least one output file must be specified|Press \[q\].*"
+    r"|frame=\s*\d+ .*|size=\s*\S+ time=.*|Consider increasing the value for .*)$")
 # Lines that report the failure of a step because of an error printed before them.
 _CONSEQUENCE_STDERR = re.compile(
     r"^(Error opening input: .*|Could not open encoder before EOF|Cannot determine format of .*"

@@ -1,5 +1,11 @@
 """A video stream's packet timestamps (stream copy, no decoding): frame count and constant or
-variable frame rate, as `probe` reports them."""
+variable frame rate, as `probe` reports them.
+
+A file cut short (a partial download, a recording that was stopped) loses the packets after the
+cut in decoding order. With B-frames those include frames shown before some frames that were
+kept, so the kept timestamps have holes near the end; the rate is judged on the timestamps
+before those holes (`rate_from_scan`), not on an average that counts the holes as time.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ class PacketScan:
     pts: list[int]  # presentation timestamps of the kept packets, in file order
     last_duration: int  # duration of the packet with the largest pts (0 if unknown)
     complete: bool  # False when the scan stopped at the time limit or on an error
+    last_dts: int | None = None  # decoding time of the last packet in file order
 
 
 def scan_packets(path: str, video_index: int, max_scan_seconds: float) -> PacketScan:
@@ -26,7 +33,7 @@ def scan_packets(path: str, video_index: int, max_scan_seconds: float) -> Packet
     args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", ffmpeg_path(path),
             "-map", f"0:{video_index}", "-c", "copy", "-f", "framecrc", "-"]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    time_base, pts, last_pts, last_duration = Fraction(1), [], None, 0
+    time_base, pts, last_pts, last_duration, last_dts = Fraction(1), [], None, 0, None
     deadline = time.monotonic() + max_scan_seconds
     stopped_early = False
     try:
@@ -44,6 +51,7 @@ def scan_packets(path: str, video_index: int, max_scan_seconds: float) -> Packet
                 if len(fields) >= 5 and not flags & 0x4 and int(fields[4]) > 0:
                     # AVI packets carry no pts (NOPTS); their dts is the presentation time.
                     pts.append(int(fields[2]) if int(fields[2]) != _NOPTS else int(fields[1]))
+                    last_dts = int(fields[1]) if int(fields[1]) != _NOPTS else pts[-1]
                     if last_pts is None or pts[-1] > last_pts:
                         last_pts, last_duration = pts[-1], int(fields[3])
             if time.monotonic() > deadline:
@@ -54,8 +62,28 @@ def scan_packets(path: str, video_index: int, max_scan_seconds: float) -> Packet
             process.kill()
         process.stdout.close()
         returncode = process.wait()
-    return PacketScan(time_base, pts, max(last_duration, 0),
-                       not stopped_early and returncode == 0)
+    return PacketScan(time_base, pts, max(last_duration, 0), not stopped_early and returncode == 0,
+                      last_dts=last_dts)
+
+
+def shown_before_the_cut(scan: PacketScan, fps: Fraction) -> list[int]:
+    """The scan's timestamps in presentation order, without the frames that follow a hole left
+    by a cut (see the module docstring).
+
+    Only a hole later than the last packet's decoding time is such a cut: a packet lost after
+    the end of the file is decoded after the last one kept, and no frame is shown before it is
+    decoded. In a complete file only the frames still waiting to be shown when the last one is
+    decoded (those B-frames wait for, one or two) are that late, so a pause of a variable-rate
+    video is kept unless it falls among them.
+    """
+    times = sorted(scan.pts)
+    if scan.last_dts is None:
+        return times
+    hole = Fraction(3, 2) / fps / scan.time_base  # more than a frame and a half between two frames
+    for idx in range(1, len(times)):
+        if times[idx - 1] >= scan.last_dts and times[idx] - times[idx - 1] > hole:
+            return times[:idx]
+    return times
 
 
 def rate_from_scan(scan: PacketScan,
@@ -63,9 +91,10 @@ def rate_from_scan(scan: PacketScan,
     """(frame rate, is_vfr) from packet timestamps checked against `guessed_fps`'s grid.
 
     For variable frame rate the rate is the one at which the frames fill the stream's time:
-    frames / (last timestamp + its duration - first timestamp).
+    frames / (last timestamp + its duration - first timestamp). A file cut short is judged on
+    the frames shown before the cut (`shown_before_the_cut`).
     """
-    times = sorted(scan.pts)
+    times = sorted(scan.pts) if guessed_fps is None else shown_before_the_cut(scan, guessed_fps)
     if len(times) < 2:
         return guessed_fps, False
     span = (times[-1] - times[0]) * scan.time_base  # seconds, exact

@@ -248,6 +248,8 @@ class _FirstFrame:
     content_light: tuple[int, int] | None
 
 
+# ffmpeg's demuxers on a file that ends inside the data its header announced (MP4/MOV, Matroska)
+_CUT_SHORT = re.compile(r": partial file$|File ended prematurely", re.MULTILINE)
 _MASTERING = re.compile(r"side data - Mastering display metadata: (.*)$", re.IGNORECASE)
 _LIGHT_LEVEL = re.compile(r"side data - Content light level metadata: MaxCLL=(\d+), MaxFALL=(\d+)",
                           re.IGNORECASE)
@@ -258,12 +260,13 @@ def _first_frame_props(path: str, video_index: int) -> _FirstFrame:
 
     framecrc prints the time base and size; the showinfo filter prints the frame's side data.
     """
-    result = run_ffmpeg(["-v", "info", "-i", ffmpeg_path(path), "-map", f"0:{video_index}",
+    result = run_ffmpeg(["-v", "info", "-nostats", "-i", ffmpeg_path(path), "-map", f"0:{video_index}",
                          "-frames:v", "1", "-vf", "showinfo", "-f", "framecrc", "-"])
     text = decode_text(result.stdout)
     stderr = decode_text(result.stderr)
-    if result.returncode != 0 or "#dimensions" not in text:
-        raise ffmpeg_failed(f"{path}: cannot decode the first video frame", result.returncode, stderr)
+    decoded = any(line and not line.startswith("#") for line in text.splitlines())  # a frame's line
+    if result.returncode != 0 or "#dimensions" not in text or not decoded:
+        raise _first_frame_error(path, result.returncode, stderr)
     time_base = re.search(r"^#tb 0: (\d+)/(\d+)", text, re.MULTILINE)
     size = re.search(r"^#dimensions 0: (\d+)x(\d+)", text, re.MULTILINE)
     fps = None
@@ -273,6 +276,16 @@ def _first_frame_props(path: str, video_index: int) -> _FirstFrame:
     light = next(((int(m.group(1)), int(m.group(2)))
                   for m in map(_LIGHT_LEVEL.search, stderr.splitlines()) if m), None)
     return _FirstFrame(fps, int(size.group(1)), int(size.group(2)), mastering, light)
+
+
+def _first_frame_error(path: str, returncode: int, stderr: str) -> VideoError:
+    """Why no frame decodes; a file cut short (its index up front, its frames missing) says so."""
+    what = f"{path}: cannot decode the first video frame"
+    if _CUT_SHORT.search(stderr):
+        return VideoError(f"{what}: the file is cut short (a download or recording that did not finish?)", stderr)
+    if returncode == 0:
+        return VideoError(f"{what}: ffmpeg decoded none ({summarize_stderr(stderr)})", stderr)
+    return ffmpeg_failed(what, returncode, stderr)
 
 
 def probe(path: str | os.PathLike, max_scan_seconds: float = 5.0) -> VideoInfo:
@@ -294,6 +307,9 @@ def probe(path: str | os.PathLike, max_scan_seconds: float = 5.0) -> VideoInfo:
     result = run_ffmpeg(["-i", ffmpeg_path(path)])
     stderr = decode_text(result.stderr)
     if "Input #0" not in stderr:
+        if summarize_stderr(stderr) == "moov atom not found":  # an MP4/MOV whose index is written last
+            raise VideoError(f"{path}: the MP4/MOV index (moov atom) is missing: the file is cut short, or "
+                             f"its recording did not finish", stderr)
         raise VideoError(f"{path}: not a video file ({summarize_stderr(stderr)})", stderr)
     header = _parse_header(stderr)
     video = header.video
