@@ -288,6 +288,14 @@ def _first_frame_error(path: str, returncode: int, stderr: str) -> VideoError:
     return ffmpeg_failed(what, returncode, stderr)
 
 
+def _starts_like_mp4(path: str) -> bool:
+    """Whether the file opens with an MP4/MOV box (ffmpeg says "moov atom not found" of any bytes
+    in a .mp4 file, cut recordings and files that are no video alike)."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    return len(head) == 12 and head[4:8] in (b"ftyp", b"mdat", b"free", b"wide", b"skip", b"moov")
+
+
 def probe(path: str | os.PathLike, max_scan_seconds: float = 5.0) -> VideoInfo:
     """Describe a video file (see the module docstring for how).
 
@@ -307,7 +315,7 @@ def probe(path: str | os.PathLike, max_scan_seconds: float = 5.0) -> VideoInfo:
     result = run_ffmpeg(["-i", ffmpeg_path(path)])
     stderr = decode_text(result.stderr)
     if "Input #0" not in stderr:
-        if summarize_stderr(stderr) == "moov atom not found":  # an MP4/MOV whose index is written last
+        if summarize_stderr(stderr) == "moov atom not found" and _starts_like_mp4(path):  # index written last
             raise VideoError(f"{path}: the MP4/MOV index (moov atom) is missing: the file is cut short, or "
                              f"its recording did not finish", stderr)
         raise VideoError(f"{path}: not a video file ({summarize_stderr(stderr)})", stderr)
