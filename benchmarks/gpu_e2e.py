@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import json
 import math
 import os
@@ -72,7 +73,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance  # noqa: E402
 from edvr_cli.enhance import sources as sources_module  # noqa: E402
-from edvr_cli.enhance.planes import FramePlanes  # noqa: E402
+from edvr_cli.enhance.planes import FramePlanes, build_runner  # noqa: E402
 from edvr_cli.enhance.inference import ModelRunner  # noqa: E402
 from edvr_cli.model_choice import LoadedModel, builtin_weights_path, load_enhance_model  # noqa: E402
 from edvr_cli.video import convert as convert_module  # noqa: E402
@@ -509,21 +510,6 @@ def stage_breakdown(clock: StageClock, total_seconds: float, frames: int) -> dic
     return {name: None if value is None else round(1000 * value / frames, 3) for name, value in stages.items()}
 
 
-@contextlib.contextmanager
-def runner_options(**options):
-    """Every ModelRunner built meanwhile gets `options` (its optional fast paths that
-    EnhanceSettings has no field for, e.g. channels_last=True)."""
-    original = ModelRunner.__init__
-
-    def __init__(self, *args, **kwargs):
-        for key, value in options.items():
-            kwargs.setdefault(key, value)
-        original(self, *args, **kwargs)
-
-    with patched(ModelRunner, "__init__", __init__):
-        yield
-
-
 # ------------------------------------------------------------------------------ (b) e2e
 
 
@@ -535,8 +521,8 @@ def run_enhance(clip: Path, output: Path, loaded: LoadedModel, settings: Enhance
         torch.cuda.reset_peak_memory_stats(device)
     with contextlib.ExitStack() as stack:
         hooks = stack.enter_context(instrumented(clock)) if clock is not None else {}
-        if options:
-            stack.enter_context(runner_options(**options))
+        if options:  # ModelRunner's optional fast paths that EnhanceSettings has no field for
+            hooks["build_runner"] = functools.partial(build_runner, **options)
         sync(device)
         started = time.perf_counter()
         result = enhance(clip, output, loaded, settings, encoder=encoder, overwrite=True, **hooks)

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edvr_cli.model_choice import load_enhance_model  # noqa: E402
-from edvr_cli.onnx_export import export_onnx  # noqa: E402
+from edvr_cli.onnx.export import export_onnx  # noqa: E402
 from edvr_cli.video.rgb_frames import RgbFrameReader  # noqa: E402
 from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 

@@ -3,7 +3,7 @@
 A name can be a checkpoint file (any layout `models.load_model` reads), a registry name from
 `edvr models` (downloaded once into the cache), a bundled model (`builtin-qe`, `builtin-sr4`:
 models/weights/<name>.pth), a preset name together with `--weights`, or an `edvr export` ONNX
-file (`*.onnx`, run by ONNX Runtime: edvr_cli/onnx_model.py).
+file (`*.onnx`, run by ONNX Runtime: edvr_cli/onnx/runtime.py).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def load_enhance_model(model: str | None, weights: str | None = None, cache_dir:
         model: a checkpoint path (any layout `models.load_model` reads); a registry name from
             `edvr models` (downloaded into the cache on first use); `builtin-qe` / `builtin-sr4`
             (models/weights/<name>.pth); a preset name (`small`, `edvr-m`, ...) with `weights`;
-            or an `edvr export` file ending in .onnx (run by ONNX Runtime, see `edvr_cli.onnx_model`).
+            or an `edvr export` file ending in .onnx (run by ONNX Runtime, see `edvr_cli.onnx.runtime`).
             None = `builtin-qe` when bundled.
         weights: checkpoint (path or registry name) for a preset name.
         cache_dir: download cache for registry names.
@@ -84,7 +84,7 @@ def load_enhance_model(model: str | None, weights: str | None = None, cache_dir:
     if model.lower().endswith(".onnx"):  # an `edvr export` file, run by ONNX Runtime
         if weights is not None:
             raise ModelChoiceError(f"--weights goes with a preset name, not with the ONNX model {model}")
-        from edvr_cli.onnx_model import load_onnx_model
+        from edvr_cli.onnx.runtime import load_onnx_model
 
         return LoadedModel(load_onnx_model(model), model, str(model))
     if model in PRESETS:

@@ -36,7 +36,7 @@ import pytest
 import torch
 from torch import nn
 
-from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance, restore_stream
+from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance
 from edvr_cli.image_io import list_image_files, read_image, write_png
 from edvr_cli.enhance.inference import ModelRunner
 from edvr_cli.video import FrameConverter
@@ -45,7 +45,7 @@ from edvr_cli.video.pixel_format import PlaneLayout
 from edvr_cli.model_choice import load_enhance_model
 from models import EDVR
 from tests.clips import make_clip
-from tests.test_enhance import decode, identity_edvr, output_only, psnr, uint8_runner
+from tests.test_enhance import decode, identity_edvr, psnr, restore_frames
 
 DATA = Path(__file__).parent / "data"
 CPU_GPU_DB = 45.0
@@ -179,7 +179,7 @@ def test_a_real_out_of_memory_is_retried_with_smaller_tiles(record_property):
     frames = [np.random.default_rng(idx).integers(0, 256, (height, width, 3), dtype=np.uint8)
               for idx in range(7)]
     model = identity_edvr(3)
-    probe = np.stack([np.stack(frames[:3])] * 2)  # one batch of 2 windows, as restore_stream makes
+    probe = np.stack([np.stack(frames[:3])] * 2)  # one batch of 2 windows, as the restore loop makes
     whole = _peak_bytes(ModelRunner(model, "cuda"), probe)
     tiled = _peak_bytes(ModelRunner(model, "cuda", tile=256, tile_overlap=8), probe)
     record_property("peak_whole_frames_mib", round(whole / 2**20))
@@ -189,12 +189,11 @@ def test_a_real_out_of_memory_is_retried_with_smaller_tiles(record_property):
     total = torch.cuda.get_device_properties(0).total_memory
     torch.cuda.empty_cache()
     cap = torch.cuda.memory_reserved() + (whole + tiled) // 2
-    notes, written = [], []
+    notes = []
     runner = ModelRunner(model, "cuda", tile_overlap=8, notify=notes.append)
     torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total))
     try:
-        restore_stream(iter(frames), uint8_runner(runner), output_only(written.append), 3, "reflection_circle",
-                       batch_size=2)
+        written = restore_frames(iter(frames), runner, 3, batch=2)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
         torch.cuda.empty_cache()

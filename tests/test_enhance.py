@@ -1,4 +1,4 @@
-"""`edvr enhance`: the streaming window buffer, enhance() with fakes, and the command on real clips.
+"""`edvr enhance`: the restore loop's windows, enhance() with fakes, and the command on real clips.
 
 Models are real tiny EDVRs whose `conv_last` is zeroed: their output is exactly the centre frame
 (scale 1) or its bilinear x4 upsampling (scale 4), so every output pixel is predictable. Videos
@@ -23,8 +23,9 @@ from torch import nn
 
 from edvr_cli import model_choice
 from edvr_cli.commands.enhance import command
-from edvr_cli.enhance import (EnhanceError, EnhanceSettings, SlidingWindows, Source, enhance,
-                              restore_stream)
+from edvr_cli.enhance import (ONE_PASS, EnhanceError, EnhanceSettings, SegmentOutput, SettingError, Source, enhance,
+                              restore_segments, segment_windows)
+from edvr_cli.enhance.planes import DecodedFrame
 from edvr_cli.video import FolderFrameReader, Frame, FrameFormat, PlaneLayout, probe
 from edvr_cli.video import FrameReader as PlaneReader
 from edvr_cli.video.rgb_frames import RgbFrameReader as FrameReader
@@ -85,14 +86,55 @@ def decode(path: Path) -> list[np.ndarray]:
         return list(reader)
 
 
-def uint8_runner(runner: ModelRunner):
-    """restore_stream's runner over (h, w, 3) uint8 frames: ModelRunner on stacked windows."""
-    return lambda windows: runner(np.stack([np.stack(window) for window in windows]))
+class Uint8Planes:
+    """FramePlanes for (h, w, 3) uint8 RGB frames: `runner` (a ModelRunner) on stacked windows,
+    its uint8 outputs written as they are."""
+
+    def __init__(self, runner: ModelRunner):
+        self.runner = runner
+
+    def prepare(self, frame: Frame) -> DecodedFrame:
+        return DecodedFrame(frame, [], frame.planes[0])
+
+    def run(self, windows: list[list[DecodedFrame]]) -> np.ndarray:
+        return self.runner(np.stack([np.stack([item.rgb for item in window]) for window in windows]))
+
+    def finish(self, centre: DecodedFrame, output: np.ndarray) -> np.ndarray:
+        return output
 
 
-def output_only(write):
-    """restore_stream's writer that keeps only the restored frame."""
-    return lambda centre, output: write(output)
+class ListWriter:
+    """A writer that keeps what it is given (`open_writer`'s signature)."""
+
+    def __init__(self, written: list, on_write=None):
+        self.written, self.on_write = written, on_write
+
+    def __call__(self, path, *args, **kwargs):
+        return self
+
+    def write(self, frame: Frame) -> None:
+        self.written.append(frame.planes)
+        if self.on_write is not None:
+            self.on_write()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return None
+
+
+def restore_frames(frames, runner: ModelRunner, window: int, padding: str = "reflection_circle", batch: int = 1,
+                   on_write=None) -> list[np.ndarray]:
+    """The restore loop over `frames` ((h, w, 3) uint8 RGB, a stream of unknown length) as one
+    pass: `runner` on each window; the outputs in the order written."""
+    source = Source((Frame((frame,), idx) for idx, frame in enumerate(frames)), None, Fraction(25), None, None)
+    written: list[np.ndarray] = []
+    output = SegmentOutput(None, None, folder=False, deinterlaced=False, whole=True)
+    for _ in restore_segments(source, Uint8Planes(runner), [ONE_PASS], None, window, padding, batch, output,
+                              lambda segment: Path("unused"), open_writer=ListWriter(written, on_write)):
+        pass
+    return written
 
 
 def run(*args: str):
@@ -123,35 +165,22 @@ def numbered_frames(num_frames: int, size=(2, 10)):
 @pytest.mark.parametrize("padding", PADDING_MODES)
 @pytest.mark.parametrize("window", WINDOW_SIZES)
 def test_streamed_windows_equal_the_windows_of_the_known_length_clip(padding, window):
+    """One pass does not know the clip's length: each window is formed once the frames it depends
+    on have arrived, and equals the window of the clip whose length is known."""
     for num_frames in (1, 2, 4, 9, 13):
-        buffer = SlidingWindows(window, padding)
-        emitted = []
-        for frame in numbered_frames(num_frames):
-            emitted += buffer.push(frame)
-        emitted += buffer.finish()
-        assert [idx for idx, _ in emitted] == list(range(num_frames))
-        for idx, frames in emitted:
-            assert [int(f[0, 0, 0]) for f in frames] == window_indices(idx, num_frames, window, padding)
-
-
-class CountingBuffer(SlidingWindows):
-    """Records how many frames it holds after every push, from the outside."""
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.sizes = []
-
-    def push(self, frame):
-        windows = super().push(frame)
-        self.sizes.append(len(self.held))
-        return windows
+        for known in (None, num_frames):
+            emitted = list(segment_windows(enumerate(numbered_frames(num_frames)), ONE_PASS, known, window,
+                                           padding))
+            assert [idx for idx, _ in emitted] == list(range(num_frames))
+            for idx, frames in emitted:
+                assert [int(f[0, 0, 0]) for f in frames] == window_indices(idx, num_frames, window, padding)
 
 
 @pytest.mark.parametrize("window", WINDOW_SIZES)
 def test_memory_is_bounded_by_window_plus_reach(window):
     num_frames = 40
     bound = window + max_reach(window)
-    refs, alive_counts, written = [], [], []
+    refs, alive_counts, pulled_ahead = [], [], []
 
     def reader():  # a fake decoder that watches how many of its frames are still alive
         for idx in range(num_frames):
@@ -161,18 +190,12 @@ def test_memory_is_bounded_by_window_plus_reach(window):
             yield frame
             del frame
 
-    pulled_ahead = []
-    buffer = CountingBuffer(window, "reflection_circle")
-    runner = ModelRunner(identity_edvr(window), "cpu")
+    def on_write():  # frames decoded minus frames written, so far
+        pulled_ahead.append(len(refs) - len(pulled_ahead) - 1)
 
-    def write(centre, frame):
-        written.append(int(frame[0, 0, 0]))
-        pulled_ahead.append(len(refs) - len(written))
-
-    count = restore_stream(reader(), uint8_runner(runner), write, window, "reflection_circle", buffer=buffer)
-    assert count == num_frames and written == list(range(num_frames))
-    assert max(buffer.sizes) <= bound and buffer.max_held == bound
-    assert max(alive_counts) == bound  # the buffer and the frame just decoded: nothing else keeps frames
+    written = restore_frames(reader(), ModelRunner(identity_edvr(window), "cpu"), window, on_write=on_write)
+    assert [int(frame[0, 0, 0]) for frame in written] == list(range(num_frames))
+    assert max(alive_counts) == bound  # the window buffer and the frame just decoded: nothing else keeps frames
     assert max(pulled_ahead) <= max_reach(window) + 1  # the reader is not drained ahead
 
 
@@ -196,9 +219,8 @@ class WindowReporter(nn.Module):
 def test_each_output_frame_saw_its_padded_window(padding, batch):
     for window in (3, 9):
         for num_frames in (1, 5, 12):
-            written = []
-            restore_stream(numbered_frames(num_frames), uint8_runner(ModelRunner(WindowReporter(window), "cpu")),
-                           output_only(written.append), window, padding, batch_size=batch)
+            written = restore_frames(numbered_frames(num_frames), ModelRunner(WindowReporter(window), "cpu"),
+                                     window, padding, batch)
             assert [list(frame[0, :window, 0]) for frame in written] == [
                 window_indices(idx, num_frames, window, padding) for idx in range(num_frames)]
 
@@ -219,10 +241,9 @@ class RefusesLargeInputs(nn.Module):
 def test_out_of_memory_retry_neither_skips_nor_repeats_frames():
 
     frames = [np.random.default_rng(idx).integers(0, 256, (48, 64, 3), dtype=np.uint8) for idx in range(7)]
-    notes, written = [], []
+    notes = []
     runner = ModelRunner(RefusesLargeInputs(identity_edvr(3), 56), "cpu", tile_overlap=8, notify=notes.append)
-    restore_stream(iter(frames), uint8_runner(runner), output_only(written.append), 3, "reflection_circle",
-                   batch_size=2)
+    written = restore_frames(iter(frames), runner, 3, batch=2)
     assert len(written) == 7
     assert all(np.array_equal(out, frame) for out, frame in zip(written, frames))
     assert len(notes) == 1 and runner.tile == 32
@@ -265,7 +286,8 @@ def test_enhance_with_fake_reader_and_writer(tmp_path):
     frames = [np.full((12, 20), 10 * idx, np.uint8) for idx in range(6)]
     writers = []
 
-    def open_writer(path, fmt, time_base, source, encoder, folder, deinterlaced, notify):
+    def open_writer(path, fmt, time_base, source, encoder, folder, deinterlaced, notify, segment, start_number):
+        assert not segment and start_number == 1  # one pass: the output itself, its other streams too
         assert not folder and (fmt.width, fmt.height) == (20, 12) and path.parent == tmp_path
         assert path.name.startswith(".") and time_base == Fraction(1001, 30000)
         writers.append(FakeWriter(path, notify))
@@ -280,6 +302,33 @@ def test_enhance_with_fake_reader_and_writer(tmp_path):
     assert (result.frames, result.video_fps, result.window, result.notes) == (6, "30000/1001", 3,
                                                                                 ["a note from the writer"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
+
+
+@pytest.mark.parametrize("announced", [None, 4, 9])
+def test_one_pass_restores_every_frame_that_decodes_whatever_was_announced(tmp_path, announced):
+    """A stream of unknown length (a PNG folder being filled, a pipe) or one whose container
+    announced another count (a truncated file) is restored frame for frame, with a note when the
+    count was wrong."""
+    (tmp_path / "in.mp4").write_bytes(b"not read: the fake reader stands in")
+    frames = [np.full((12, 20), 10 * idx, np.uint8) for idx in range(6)]
+    writers = []
+
+    def open_source(*args):
+        source = fake_source(frames)(*args)
+        source.num_frames = announced
+        return source
+
+    def open_writer(path, *args, **kwargs):
+        writers.append(FakeWriter(path))
+        return writers[-1]
+
+    result = enhance(tmp_path / "in.mp4", tmp_path / "out.mp4", LoadedModel(identity_edvr(5), "identity", "id.pth"),
+                     EnhanceSettings(device="cpu", batch=2), open_source=open_source, open_writer=open_writer)
+    assert [int(f.planes[0][0, 0]) for f in writers[0].frames] == [0, 10, 20, 30, 40, 50]
+    assert (result.frames, result.segments) == (6, 1)
+    assert result.notes == ([] if announced is None else [
+        f"{tmp_path / 'in.mp4'}: decoded 6 frames where the container announced {announced}; all decoded frames "
+        f"were restored"])
 
 
 def test_the_result_reports_the_tile_the_runner_ended_with(tmp_path):
@@ -641,8 +690,9 @@ def test_strength_scales_the_correction(files, tmp_path):
     result = run(files["clip"], "-o", tmp_path / "more.mkv", "--model", tmp_path / "plus.pth", "--strength", "1.5")
     assert result.exit_code == 2 and "1.5 is not in the range 0<=x<=1" in result.output
     assert not (tmp_path / "more.mkv").exists()
-    with pytest.raises(EnhanceError, match="--strength must be between 0 and 1, got 1.5"):  # the library too
+    with pytest.raises(SettingError, match="1.5 is not in the range 0<=x<=1") as refused:  # the library's own check
         enhance(files["clip"], tmp_path / "more.mkv", LoadedModel(model, "plus", "plus"), EnhanceSettings(strength=1.5))
+    assert refused.value.option == "--strength" and isinstance(refused.value, EnhanceError)
     assert not (tmp_path / "more.mkv").exists()
 
 

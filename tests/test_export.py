@@ -24,8 +24,8 @@ ort = pytest.importorskip("onnxruntime")
 from edvr_cli.cli import main  # noqa: E402
 from edvr_cli.image_io import list_image_files, read_image, write_png  # noqa: E402
 from edvr_cli.model_choice import builtin_weights_path, load_enhance_model  # noqa: E402
-from edvr_cli.onnx_export import MIN_OPSET, PaddedEDVR, export_onnx, half_convolutions  # noqa: E402
-from edvr_cli.onnx_model import OnnxEDVR, cpu_session, load_onnx_model  # noqa: E402
+from edvr_cli.onnx.export import MIN_OPSET, PaddedEDVR, export_onnx, half_convolutions  # noqa: E402
+from edvr_cli.onnx.runtime import OnnxEDVR, cpu_session, load_onnx_model  # noqa: E402
 from edvr_cli.train.degrade import bicubic_downsample  # noqa: E402
 from edvr_cli.video.rgb_frames import RgbFrameReader  # noqa: E402
 from models import build_model  # noqa: E402
@@ -229,7 +229,7 @@ def test_export_keeps_an_existing_file_and_leaves_no_partial_file(tmp_path, monk
     result = run("export", "-o", out)
     assert result.exit_code == 1 and "--overwrite" in result.output and out.read_bytes() == b"old"
     # an export that fails its check against PyTorch is not written, even with --overwrite
-    monkeypatch.setattr("edvr_cli.onnx_export.VERIFY_TOLERANCE", {"fp32": -1.0})
+    monkeypatch.setattr("edvr_cli.onnx.export.VERIFY_TOLERANCE", {"fp32": -1.0})
     result = run("export", "-o", out, "--overwrite")
     assert result.exit_code == 1 and "differs from PyTorch" in result.output, result.output
     assert out.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]

@@ -259,7 +259,7 @@ def test_cli_compile_failure_falls_back_with_a_note(media, uncompiled, tmp_path,
 
 
 def test_compile_reaches_the_runner_through_the_job(media, tmp_path, monkeypatch):
-    """EnhanceSettings.compile -> Job.build_runner -> ModelRunner(compile=...)."""
+    """EnhanceSettings.compile -> Job.build_planes -> ModelRunner(compile=...)."""
     seen = []
     original = ModelRunner.__init__
 

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from edvr_cli.commands.enhance import command
 from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance
 from edvr_cli.enhance.frame_range import FrameRange, frame_range, parse_time
-from edvr_cli.enhance.stream import EnhanceError
+from edvr_cli.enhance.errors import EnhanceError
 from edvr_cli.model_choice import load_enhance_model
 from edvr_cli.video import FolderFrameReader, FrameReader, probe
 from models import EDVR, save_model

@@ -81,7 +81,7 @@ def test_the_plan_reads_real_neighbours_and_pads_only_at_the_clip_ends():
 
 
 def test_a_pass_over_some_segments_decodes_into_the_network_only_the_frames_they_read():
-    from edvr_cli.enhance.segment_worker import needed_ranges
+    from edvr_cli.enhance.segments import needed_ranges
 
     plan = plan_segments(30, 4, 5, "reflection_circle")
     assert needed_ranges(plan) == [(0, 29)]

@@ -75,6 +75,15 @@ def test_damaged_finished_segments_are_restored_again_not_joined(clip12, model_f
     assert not any(".edvr-work" in line for line in done.stderr.splitlines())
 
 
+def test_a_rerun_after_every_segment_was_finished_only_joins_them(clip12, model_file, single_mkv, tmp_path,
+                                                                monkeypatch):
+    output = tmp_path / "out.mkv"
+    stopped_before_the_join(clip12, str(output), model_file, monkeypatch, segment_frames=4)
+    result = enhance(clip12, output, load_enhance_model(str(model_file)), EnhanceSettings(segment_frames=4), FFV1)
+    assert (result.segments, result.segments_reused, result.frames) == (3, 3, 12)
+    assert frames_of(output) == single_mkv
+
+
 def test_a_damaged_png_frame_of_a_finished_segment_is_restored_again(clip12, model_file, tmp_path, monkeypatch):
     enhance(clip12, f"{tmp_path}/single/", load_enhance_model(str(model_file)), EnhanceSettings(segment_frames=0))
     work = stopped_before_the_join(clip12, f"{tmp_path}/out/", model_file, monkeypatch, segment_frames=4)

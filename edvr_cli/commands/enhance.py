@@ -61,8 +61,8 @@ from edvr_cli.windows import PADDING_MODES
                    "the results then match the uncompiled network's up to float rounding. If compiling "
                    "fails (no C++ compiler, an unsupported operation) a note says so and the network runs "
                    "uncompiled.")
-@click.option("--strength", type=click.FloatRange(0, 1), default=DEFAULTS.strength, show_default=True,
-              help="How much of the network's correction to apply: 1 = all of it, 0.5 = half way "
+@click.option("--strength", type=float, default=DEFAULTS.strength, show_default=True,
+              help="How much of the network's correction to apply, 0 to 1: 1 = all of it, 0.5 = half way "
                    "between the input and the restoration, 0 = none. Lower it if the result looks "
                    "over-processed.")
 @click.option("--codec", default=None,
@@ -192,6 +192,12 @@ def _run(inputs: tuple[str, ...], output_path: str, model: str | None, weights: 
     from edvr_cli.enhance import EnhanceSettings
     from edvr_cli.model_choice import load_enhance_model
 
+    settings = EnhanceSettings(window=window, padding=padding, tile=tile,
+                               tile_overlap=tile_overlap, batch=batch, device=device,
+                               precision=precision, ensemble=ensemble, strength=strength,
+                               folder_fps=folder_fps if folder_fps is not None else DEFAULTS.folder_fps,
+                               deinterlace=deinterlace, segment_frames=segment_frames, compile=compile_network,
+                               start=start, duration=duration)  # checks --strength
     paths = _input_paths(inputs)
     many = _is_many(inputs, paths)
     if skip_existing and (overwrite or not many):
@@ -206,12 +212,6 @@ def _run(inputs: tuple[str, ...], output_path: str, model: str | None, weights: 
         raise click.BadParameter("sets the model replicas of a --ray run; add --ray local (or a cluster address)",
                                  param_hint="'--workers'")
     encoder = _encoder(codec, crf, preset, pix_fmt, encoder_args)
-    settings = EnhanceSettings(window=window, padding=padding, tile=tile,
-                               tile_overlap=tile_overlap, batch=batch, device=device,
-                               precision=precision, ensemble=ensemble, strength=strength,
-                               folder_fps=folder_fps if folder_fps is not None else DEFAULTS.folder_fps,
-                               deinterlace=deinterlace, segment_frames=segment_frames, compile=compile_network,
-                               start=start, duration=duration)
     # The model is loaded (maybe downloaded) only once the (first) input has been probed.
     loaded = []
 

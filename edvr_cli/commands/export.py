@@ -76,7 +76,7 @@ def command(model: str | None, weights: str | None, cache_dir: Path | None, outp
             raise click.ClickException("--verify needs onnxruntime: pip install 'edvr[onnx]', "
                                        "or pass --no-verify") from None
 
-    from edvr_cli.onnx_export import MIN_OPSET, export_onnx
+    from edvr_cli.onnx.export import MIN_OPSET, export_onnx
 
     with reported(f"{output_path} was not written"):
         loaded = load_enhance_model(model, weights, cache_dir, progress=not as_json)

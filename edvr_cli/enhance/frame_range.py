@@ -3,17 +3,21 @@
 Times are ffmpeg's syntax (`90`, `90.5`, `1:30`, `00:01:30.5`, `1500ms`) and count from the
 clip's first video frame. The range holds exactly the frames whose time t satisfies
 start <= t < start + duration: frame k of a constant-rate video is at k / fps, of a variable-rate
-one at its own presentation time, of an image folder at k / --fps.
+one at its own presentation time, of an image folder at k / --fps. `chosen_frames` picks them
+from an opened source.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from edvr_cli.enhance.stream import EnhanceError
+from edvr_cli.enhance.errors import EnhanceError
+from edvr_cli.enhance.sources import Source, count_frames_exactly
+from edvr_cli.video.packets import scan_packets
 
 _CLOCK = re.compile(r"^(?:(\d+):)?(\d+):(\d+(?:\.\d*)?)$")
 _SECONDS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(s|ms|us)?$")
@@ -55,6 +59,26 @@ class FrameRange:
     @property
     def seconds(self) -> Fraction:
         return self.end_time - self.start_time
+
+
+def chosen_frames(source: Source, settings, input_path) -> FrameRange | None:
+    """The frames --start/--duration pick (None: all of them), by each frame's time from frame 0."""
+    start, duration = getattr(settings, "start", None), getattr(settings, "duration", None)
+    if start is None and duration is None:
+        return None
+    count_frames_exactly(source)
+    info = source.video_info
+    if info is None or not info.is_vfr:
+        if source.num_frames is None:
+            raise EnhanceError(f"{input_path}: the frame count is unknown, so --start/--duration cannot be placed")
+        return constant_rate_range(source.num_frames, source.fps, start, duration, os.fspath(input_path))
+    scan = scan_packets(info.path, info.video_index, max_scan_seconds=float("inf"))
+    pts = sorted(scan.pts)
+    if not scan.complete or not pts:
+        raise EnhanceError(f"{input_path}: its frame times cannot be read, so --start/--duration cannot be placed")
+    times = [(value - pts[0]) * scan.time_base for value in pts]
+    end = times[-1] + (scan.last_duration * scan.time_base if scan.last_duration else 1 / Fraction(source.fps))
+    return frame_range(times, end, start, duration, os.fspath(input_path))
 
 
 def _format(seconds: Fraction) -> str:
@@ -105,4 +129,4 @@ def constant_rate_range(num_frames: int, fps: Fraction, start: Fraction | None, 
     return FrameRange(first, stop, first / fps, stop / fps)
 
 
-__all__ = ["FrameRange", "parse_time", "frame_range", "constant_rate_range"]
+__all__ = ["FrameRange", "parse_time", "frame_range", "constant_rate_range", "chosen_frames"]

@@ -1,9 +1,9 @@
-"""One input's enhance job: prepared once, then run as a single pass or as segments, then committed.
+"""One input's enhance job: prepared once, restored as segments, then committed.
 
     start_job      checks, the output claim, the opened source, the model, the frame formats
-    run_single     decode -> windows -> model -> encode straight into the staging file
-    plan_job       the segment plan and the work folder (finished segments are reused)
-    run_segments   the unfinished segments in one pass over the decoded frames
+    plan_job       one pass (the whole input as one segment, straight into the staging file), or
+                   the segment plan and its work folder (plan_work: finished segments are reused)
+    run_segments   the segments still to restore, through the restore loop (loop.py)
     finish_job     the join of the segments (or the single file) renamed onto the output
 
 Plain runs, runs over many inputs and Ray runs (`ray_pool.py`) all go through these.
@@ -23,24 +23,23 @@ from typing import Callable
 
 import torch
 
-from edvr_cli.enhance.frame_range import FrameRange, constant_rate_range, frame_range
+from edvr_cli.enhance.errors import EnhanceError
+from edvr_cli.enhance.frame_range import FrameRange, chosen_frames
+from edvr_cli.enhance.loop import FrameClock, SeekMissed, SegmentOutput, restore_segments
 from edvr_cli.enhance.output_check import check_output_frames
 from edvr_cli.enhance.output_names import hidden_paths
 from edvr_cli.enhance.planes import FramePlanes, build_runner
-from edvr_cli.enhance.segment_worker import FrameClock, SeekMissed, SegmentOutput, restore_segments
 from edvr_cli.enhance.cut_short import decodable_frames, plan_for_decoded
-from edvr_cli.enhance.segments import InputEndedEarly, Segment, plan_segments
+from edvr_cli.enhance.segments import ONE_PASS, InputEndedEarly, Segment, plan_segments
 from edvr_cli.enhance.settings import EnhanceSettings, checked_window
-from edvr_cli.enhance.sources import Source, Timing, open_source, open_writer, output_format
-from edvr_cli.enhance.stream import EnhanceError, restore_stream
+from edvr_cli.enhance.sources import Source, count_frames_exactly, open_source, open_writer, output_format
 from edvr_cli.enhance.workfolder import WorkFolder, file_fingerprint, file_hash, folder_fingerprint, work_folder_path
 from edvr_cli.enhance.inference import choose_device
 from edvr_cli.model_choice import LoadedModel
 from edvr_cli.output_files import OutputClaim, check_paths, claim_output, is_folder_output
-from edvr_cli.video import EncoderSettings, Frame, FrameFormat, resolve_encoder
+from edvr_cli.video import EncoderSettings, FrameFormat, resolve_encoder
 from edvr_cli.video.encoders import check_crf, choose_pix_fmt
 from edvr_cli.video.join import join_segments
-from edvr_cli.video.packets import scan_packets
 
 
 @dataclass
@@ -63,14 +62,13 @@ class Job:
     overwrite: bool
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
-    planes: FramePlanes | None = None  # the network and the plane conversions (build_runner)
+    planes: FramePlanes | None = None  # the network and the plane conversions (build_planes)
     num_frames: int = 0
-    staging: Path | None = None
-    writer: object = None  # the single pass's FrameWriter or PngFolderWriter, for the summary
-    segments: list[Segment] = field(default_factory=list)
+    staging: Path | None = None  # the output's hidden staging file (or folder) while it is written
+    segments: list[Segment] = field(default_factory=list)  # ONE_PASS, with its end once restored, or the plan
     reused: int = 0  # segments an earlier run finished
     reused_frames: int = 0  # the frames they hold
-    work: WorkFolder | None = None
+    work: WorkFolder | None = None  # where finished segments wait for the join; None for one pass
     reporter: object = None  # the input's pipeline.Reporter, when jobs run side by side (many.py)
     clock: FrameClock | None = None  # FrameClock where Ray tasks may seek (ray_pool.frame_clock)
     frames: FrameRange | None = None  # --start/--duration: only these frames are restored
@@ -93,21 +91,17 @@ class Job:
         """The tile size the last frames ran with (smaller after an out-of-memory retry)."""
         return self.planes.final_tile if self.planes is not None else self.settings.tile
 
-    def build_runner(self, notify: Callable[[str], None] | None = None) -> None:
-        """The network on its device, and the plane conversions around it."""
-        settings = self.settings
-        runner = build_runner(self.network, settings, notify=notify or self.note)
-        self.planes = FramePlanes(runner, self.source.format, self.out_format, settings.strength)
-        if not self.planes.residual and runner.scale == 1 and settings.strength != 1:
-            raise EnhanceError("--strength needs the output in the input's own format")
+    def build_planes(self, build_runner: Callable[..., object] = build_runner) -> None:
+        """The network on its device (`build_runner(network, settings, notify=...)` makes the
+        ModelRunner), and the plane conversions around it."""
+        runner = build_runner(self.network, self.settings, notify=self.note)
+        self.planes = FramePlanes(runner, self.source.format, self.out_format, self.settings.strength)
 
 
 def start_job(input_path, output_path, model: LoadedModel | Callable[[], LoadedModel], settings,
               encoder: EncoderSettings, overwrite: bool, reporter, open_source: Callable[..., Source] = open_source) -> Job:
     """Check the paths and settings, claim the output, open (probe) the input, load the model."""
     check_paths(input_path, output_path, overwrite)  # as given: a trailing / means a folder
-    if not 0 <= settings.strength <= 1:
-        raise EnhanceError(f"--strength must be between 0 and 1, got {settings.strength}")
     folder_output = is_folder_output(output_path)
     asked_crf = encoder.crf
     encoder = resolve_encoder(encoder, Path(output_path))  # from this output's own container
@@ -150,44 +144,6 @@ def start_job(input_path, output_path, model: LoadedModel | Callable[[], LoadedM
                window, device, out_format, folder_output, note, overwrite, notes, frames=frames)
 
 
-def chosen_frames(source: Source, settings, input_path) -> FrameRange | None:
-    """The frames --start/--duration pick (None: all of them), by each frame's time from frame 0."""
-    start, duration = getattr(settings, "start", None), getattr(settings, "duration", None)
-    if start is None and duration is None:
-        return None
-    count_frames_exactly(source)
-    info = source.video_info
-    if info is None or not info.is_vfr:
-        if source.num_frames is None:
-            raise EnhanceError(f"{input_path}: the frame count is unknown, so --start/--duration cannot be placed")
-        return constant_rate_range(source.num_frames, source.fps, start, duration, os.fspath(input_path))
-    scan = scan_packets(info.path, info.video_index, max_scan_seconds=float("inf"))
-    pts = sorted(scan.pts)
-    if not scan.complete or not pts:
-        raise EnhanceError(f"{input_path}: its frame times cannot be read, so --start/--duration cannot be placed")
-    times = [(value - pts[0]) * scan.time_base for value in pts]
-    end = times[-1] + (scan.last_duration * scan.time_base if scan.last_duration else 1 / Fraction(source.fps))
-    return frame_range(times, end, start, duration, os.fspath(input_path))
-
-
-def run_single(job: Job, reporter, open_writer: Callable[..., object] = open_writer) -> None:
-    """Restore the whole input straight into the staging file (or folder)."""
-    settings, planes = job.settings, job.planes
-    timing = Timing(job.source)
-    job.staging = job.claim.staging_path()
-    with open_writer(job.staging, job.out_format, timing.time_base, job.source, job.encoder,
-                     folder=job.folder_output, deinterlaced=settings.deinterlace, notify=job.note) as writer:
-        job.writer = writer
-
-        def write(centre, output) -> None:
-            writer.write(Frame(planes.finish(centre, output), timing.pts(centre.frame)))
-
-        reporter.start(job.source.num_frames)
-        job.num_frames = restore_stream(map(planes.prepare, job.source.reader), planes.run, write, job.window,
-                                        settings.padding, settings.batch, on_frame=reporter.advance)
-    job.segments = [Segment(0, 0, job.num_frames, 0, job.num_frames - 1)]
-
-
 def wants_segments(job: Job) -> bool:
     """Segments need the exact frame count up front, and more frames than one segment. A range
     (--start/--duration) is always restored as segments: they read the real frames around it."""
@@ -200,17 +156,17 @@ def wants_segments(job: Job) -> bool:
     return count is not None and count > job.settings.segment_frames
 
 
-def count_frames_exactly(source: Source) -> None:
-    """Count every packet when probing stopped early (a long video): the plan needs the count."""
-    info = source.video_info
-    if info is not None and not info.frames_counted:
-        scan = scan_packets(info.path, info.video_index, max_scan_seconds=float("inf"))
-        if scan.complete and scan.pts:
-            source.video_info = replace(info, num_frames=len(scan.pts), frames_counted=True)
-            source.num_frames = len(scan.pts)
-
-
 def plan_job(job: Job) -> list[Segment]:
+    """The segments to restore: the whole input as one (ONE_PASS, written straight into the
+    staging file), or where `wants_segments` the plan kept in a work folder (`plan_work`)."""
+    if wants_segments(job):
+        return plan_work(job)
+    job.staging = job.claim.staging_path()
+    job.segments = [ONE_PASS]
+    return job.segments
+
+
+def plan_work(job: Job) -> list[Segment]:
     """The segment plan and the work folder; returns the segments still to restore."""
     settings = job.settings
     job.segments = plan_segments(job.source.num_frames, settings.segment_frames, job.window, settings.padding,
@@ -253,7 +209,8 @@ def job_manifest(job: Job) -> dict:
 
 
 def segment_output(job: Job) -> SegmentOutput:
-    return SegmentOutput(job.out_format, job.encoder, job.folder_output, job.settings.deinterlace, job.first_frame)
+    return SegmentOutput(job.out_format, job.encoder, job.folder_output, job.settings.deinterlace, job.first_frame,
+                         whole=job.work is None)
 
 
 def start_progress(job: Job, reporter) -> None:
@@ -264,39 +221,45 @@ def start_progress(job: Job, reporter) -> None:
         resumed(job.reused_frames)
 
 
-def run_segments(job: Job, todo: list[Segment], reporter) -> None:
+def run_segments(job: Job, todo: list[Segment], reporter, open_writer: Callable[..., object] = open_writer) -> None:
     """Restore `todo` in one pass over the decoded frames, committing each segment as it ends.
 
-    A range (--start) far into a video decodes from a keyframe shortly before it where seeking
-    is exact (as Ray tasks do), else from the start. An input that ends before the frame count
-    its container announced (a truncated file) gets what one pass gives: the frames that decode,
-    padded at their real end. The segments that read near that end are planned again and
-    restored in a second pass."""
+    One pass (no work folder) restores every frame that decodes, however many the container
+    announced. A range (--start) far into a video decodes from a keyframe shortly before it
+    where seeking is exact (as Ray tasks do), else from the start. A video in segments that ends
+    before the frame count its container announced (a truncated file) gets what one pass gives:
+    the frames that decode, padded at their real end. The segments that read near that end are
+    planned again and restored in a second pass."""
     start_progress(job, reporter)
+    if not todo:  # every segment was finished by an earlier run: only the join is left
+        return
+    num_frames = job.source.num_frames if job.work is not None else None
     try:
-        _restore_and_commit(job, todo, job.source.num_frames, reporter)
+        _restore_and_commit(job, todo, num_frames, reporter, open_writer)
     except InputEndedEarly as ended:
         decoded = decodable_frames(job, ended)
         todo = plan_for_decoded(job, decoded)
         job.source.close()
         job.source = open_source(job.input_path, job.settings.folder_fps, job.settings.deinterlace, job.note,
                                  info=job.source.video_info)
-        _restore_and_commit(job, todo, decoded, reporter)
+        _restore_and_commit(job, todo, decoded, reporter, open_writer)
 
 
-def _restore_and_commit(job: Job, todo: list[Segment], num_frames: int, reporter) -> None:
-    if not todo:  # every segment was finished by an earlier run (stopped in its join): only the join is left
+def _restore_and_commit(job: Job, todo: list[Segment], num_frames: int | None, reporter, open_writer) -> None:
+    if not todo:  # a new plan for a cut input can leave nothing to restore
         return
     settings = job.settings
     clock = _seek_to(job, todo)
     while True:
-        finished = restore_segments(job.source, job.planes, Timing(job.source), todo,
-                                    num_frames, job.window, settings.padding, settings.batch,
-                                    segment_output(job), lambda segment: job.work.partial_path(segment.index),
-                                    on_frame=reporter.advance, notify=job.note, clock=clock)
+        finished = restore_segments(job.source, job.planes, todo, num_frames, job.window, settings.padding,
+                                    settings.batch, segment_output(job), lambda segment: _partial_path(job, segment),
+                                    on_frame=reporter.advance, notify=job.note, clock=clock, open_writer=open_writer)
         try:
             for segment, partial, start in finished:
-                commit_segment(job, segment.index, partial, start)
+                if job.work is None:
+                    job.segments = [segment]  # one pass, now with its end
+                else:
+                    commit_segment(job, segment.index, partial, start)
                 todo = [other for other in todo if other.index != segment.index]
             return
         except SeekMissed:  # the seek landed after the frames needed: decode from the start
@@ -304,6 +267,11 @@ def _restore_and_commit(job: Job, todo: list[Segment], num_frames: int, reporter
             job.source = open_source(job.input_path, settings.folder_fps, settings.deinterlace, job.note,
                                      info=job.source.video_info)
             clock = None
+
+
+def _partial_path(job: Job, segment: Segment) -> Path:
+    """Where a segment is written: the staging file itself for one pass, else the work folder."""
+    return job.staging if job.work is None else job.work.partial_path(segment.index)
 
 
 def _seek_to(job: Job, todo: list[Segment]):
@@ -338,6 +306,7 @@ def commit_segment(job: Job, index: int, partial: Path, start) -> None:
 
 def finish_job(job: Job) -> None:
     """Join the segments (if any) into the staging entry and rename it onto the output."""
+    job.num_frames = job.segments[-1].stop - job.first_frame
     if job.work is not None:
         job.staging = job.claim.staging_path()
         paths = [job.work.segment_path(segment.index) for segment in job.segments]
@@ -354,7 +323,6 @@ def finish_job(job: Job) -> None:
                 join_segments(paths, starts, job.staging, info, job.encoder.codec, notify=job.note,
                               source_cut=(offset + job.frames.start_time, job.frames.seconds),
                               script=job.work.join_script)
-        job.num_frames = job.segments[-1].stop - job.first_frame
         check_output_frames(job.staging, job.folder_output, job.num_frames, job.target)
     job.claim.commit(job.staging, job.overwrite)
     if job.work is not None:
@@ -381,5 +349,5 @@ def close_job(job: Job) -> None:
         job.claim.release()
 
 
-__all__ = ["Job", "start_job", "run_single", "wants_segments", "plan_job", "run_segments", "commit_segment",
+__all__ = ["Job", "start_job", "wants_segments", "plan_job", "plan_work", "run_segments", "commit_segment",
            "finish_job", "close_job", "segment_output"]

@@ -18,13 +18,14 @@ from typing import Callable
 from edvr_cli.clip_layout import VIDEO_SUFFIXES
 from edvr_cli.enhance.cut_short import decodable_frames, plan_for_decoded
 from edvr_cli.enhance.output_names import explain_failure
-from edvr_cli.enhance.job import (Job, close_job, commit_segment, count_frames_exactly, finish_job,
-                                  plan_job, segment_output, start_job, start_progress)
+from edvr_cli.enhance.errors import EnhanceError
+from edvr_cli.enhance.job import (Job, close_job, commit_segment, finish_job, plan_work, segment_output, start_job,
+                                  start_progress)
 from edvr_cli.enhance.pipeline import EnhanceResult, Reporter, enhance, job_result, note_source
 from edvr_cli.enhance.settings import EnhanceSettings
 from edvr_cli.enhance.ray_pool import RayPool, SegmentTask, frame_clock
 from edvr_cli.enhance.segments import InputEndedEarly, Segment
-from edvr_cli.enhance.stream import EnhanceError
+from edvr_cli.enhance.sources import count_frames_exactly
 from edvr_cli.image_io import natural_key
 from edvr_cli.output_files import OutputExistsError, output_exists
 from edvr_cli.video import EncoderSettings
@@ -222,7 +223,7 @@ def _prepare(path, output, load, settings, encoder, overwrite, reporter, segment
             raise EnhanceError(f"{path}: the frame count is unknown, so it cannot be cut into segments for Ray")
         job.settings = replace(settings, segment_frames=segment_frames or job.source.num_frames)
         note_source(job.source, job.target, job.folder_output, settings.deinterlace, job.note)
-        todo = plan_job(job)
+        todo = plan_work(job)
         job.clock = frame_clock(job)
         job.source.close()  # the actors decode; the driver only joins
         start_progress(job, reporter)

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from edvr_cli.enhance.planes import NonFiniteOutputError
-from edvr_cli.enhance.stream import EnhanceError
+from edvr_cli.enhance.errors import EnhanceError
 from edvr_cli.enhance.workfolder import work_folder_path
 from edvr_cli.output_files import temporary_output_path
 from edvr_cli.video import VideoError

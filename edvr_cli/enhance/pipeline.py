@@ -1,14 +1,15 @@
 """`edvr enhance` as a library: a video (or image folder) in, a restored video (or folder) out.
 
-The data path, as `enhance()` composes it:
+The data path, as `enhance()` composes it (the restore loop is loop.py's `restore_segments`):
 
-    probe -> decode (FrameReader: the source's own planes and timestamps, bounded queue)
+    probe -> plan: one pass (the whole input as one segment) or resumable segments (job.py)
+          -> decode (FrameReader: the source's own planes and timestamps, bounded queue)
           -> RGB float on the model's device, once per frame (FramePlanes.prepare)
-          -> temporal windows (SlidingWindows: only the frames later windows still need)
+          -> temporal windows (segment_windows: only the frames later windows still need)
           -> batches of windows -> ModelRunner: tiles -> model -> stitch (-> x8 ensemble)
           -> output planes (scale 1: input planes + the network's change; x4: from its RGB)
           -> encode (FrameWriter: each frame at its input's time; audio, subtitles copied)
-          -> os.replace of the finished temporary file onto the output path
+          -> os.replace of the finished temporary file (or joined segments) onto the output path
 
 Memory does not grow with the video: the reader's queue, the window buffer
 (window + max_reach(window) frames), one batch of windows and the writer's queue.
@@ -27,9 +28,8 @@ from pathlib import Path
 from typing import Callable
 
 from edvr_cli.enhance.output_names import explain_failure
-from edvr_cli.enhance.job import (Job, close_job, finish_job, plan_job, run_segments, run_single,
-                                  start_job, wants_segments)
-from edvr_cli.enhance.planes import NonFiniteOutputError
+from edvr_cli.enhance.job import Job, close_job, finish_job, plan_job, run_segments, start_job
+from edvr_cli.enhance.planes import NonFiniteOutputError, build_runner
 from edvr_cli.enhance.settings import EnhanceSettings
 from edvr_cli.enhance.sources import Source, open_source, open_writer
 from edvr_cli.model_choice import LoadedModel
@@ -90,7 +90,8 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
             model: LoadedModel | Callable[[], LoadedModel], settings: EnhanceSettings = EnhanceSettings(),
             encoder: EncoderSettings = EncoderSettings(), overwrite: bool = False,
             reporter: Reporter | None = None, open_source: Callable[..., Source] = open_source,
-            open_writer: Callable[..., object] = open_writer) -> EnhanceResult:
+            open_writer: Callable[..., object] = open_writer,
+            build_runner: Callable[..., object] = build_runner) -> EnhanceResult:
     """Restore `input_path` (video file or image folder) into `output_path` (video file or folder).
 
     Args:
@@ -102,10 +103,13 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
         overwrite: replace an existing output.
         reporter: receives progress and notes.
         open_source, open_writer: how frames are read and written (tests pass fakes).
+        build_runner: makes the ModelRunner (`planes.build_runner`; a benchmark passes one with
+            options no setting has, e.g. `functools.partial(build_runner, channels_last=True)`).
 
-    With `settings.segment_frames` > 0 (and a known frame count above it) the video is restored
-    in segments kept in a work folder beside the output, and a rerun after an interruption reuses
-    the finished ones (see job.py).
+    A short video (or one of unknown length) is restored in one pass, straight into the output.
+    With `settings.segment_frames` > 0 and a known frame count above it the video is restored in
+    segments kept in a work folder beside the output, and a rerun after an interruption reuses
+    the finished ones (see job.py). Both go through the same loop (loop.py).
 
     Raises:
         EnhanceError, OutputPathError, ModelChoiceError, VideoError, InferenceError, CheckpointError:
@@ -115,12 +119,9 @@ def enhance(input_path: str | os.PathLike, output_path: str | os.PathLike,
     reporter = reporter or Reporter()
     job = start_job(input_path, output_path, model, settings, encoder, overwrite, reporter, open_source)
     try:
-        job.build_runner()
+        job.build_planes(build_runner)
         note_source(job.source, job.target, job.folder_output, settings.deinterlace, job.note)
-        if wants_segments(job):
-            run_segments(job, plan_job(job), reporter)
-        else:
-            run_single(job, reporter, open_writer)
+        run_segments(job, plan_job(job), reporter, open_writer)
         finish_job(job)  # only if complete (the writer closed cleanly) and still ours
     except (NonFiniteOutputError, VideoError, OSError) as error:
         explained = explain_failure(job, error)
@@ -140,7 +141,6 @@ def job_result(job: Job) -> EnhanceResult:
         job.note(f"{job.input_path}: decoded {job.num_frames} frames where the container announced "
                  f"{source.num_frames}; all decoded frames were restored")
     seconds = time.perf_counter() - job.started
-    used = getattr(job.writer, "encoder", None) or (job.encoder if job.work is not None else None)
     info = source.video_info
     return EnhanceResult(
         input=job.input_path, output=job.output_path, frames=job.num_frames, seconds=round(seconds, 3),
@@ -149,9 +149,9 @@ def job_result(job: Job) -> EnhanceResult:
         precision=settings.precision, model=job.loaded.name, model_file=job.loaded.path, scale=int(job.network.scale),
         window=job.window, padding=settings.padding, tile=job.final_tile, ensemble=settings.ensemble,
         strength=settings.strength, pix_fmt=job.out_format.layout.pix_fmt,
-        encoder=None if job.folder_output or used is None else {
-            "codec": used.codec, "crf": used.crf, "preset": used.preset,
-            "pix_fmt": getattr(job.writer, "pix_fmt", None) or used.pix_fmt},
+        encoder=None if job.folder_output else {
+            "codec": job.encoder.codec, "crf": job.encoder.crf, "preset": job.encoder.preset,
+            "pix_fmt": job.encoder.pix_fmt},
         variable_frame_rate=info is not None and info.is_vfr, segments=len(job.segments),
         segments_reused=job.reused, first_frame=job.first_frame, notes=job.notes)
 

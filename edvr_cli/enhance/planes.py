@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edvr_cli.enhance.stream import EnhanceError
+from edvr_cli.enhance.errors import EnhanceError
 from edvr_cli.enhance.inference import ModelRunner, Restored, choose_device
 from edvr_cli.video import Frame, FrameConverter, FrameFormat
 
@@ -35,10 +35,11 @@ class DecodedFrame:
     rgb: torch.Tensor  # (3, h, w) float in [0, 1] on the model's device: what the network sees
 
 
-def build_runner(network: torch.nn.Module, settings, notify=None) -> ModelRunner:
-    """The network on `settings.device` with the precision, tiles, ensemble and compile asked for."""
+def build_runner(network: torch.nn.Module, settings, notify=None, **options) -> ModelRunner:
+    """The network on `settings.device` with the precision, tiles, ensemble and compile asked for;
+    `options` are ModelRunner's other arguments, which no setting has (e.g. channels_last=True)."""
     return ModelRunner(network, choose_device(settings.device), settings.precision, settings.tile,
-                       settings.tile_overlap, settings.ensemble, notify=notify, compile=settings.compile)
+                       settings.tile_overlap, settings.ensemble, notify=notify, compile=settings.compile, **options)
 
 
 class FramePlanes:

@@ -28,7 +28,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from edvr_cli.enhance.stream import EnhanceError
+from edvr_cli.enhance.errors import EnhanceError
 
 WATCHDOG_WAIT_SECONDS = 5.0
 

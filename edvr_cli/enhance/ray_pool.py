@@ -1,8 +1,8 @@
 """Segments as Ray tasks: model replicas (actors) on a cluster's GPUs, or CPU workers.
 
 Each actor loads the network once on its own device (`num_gpus=1` when the cluster has GPUs)
-and restores one segment per call with the same worker a plain run uses
-(`segment_worker.restore_segments`), decoding from a keyframe shortly before the segment's
+and restores one segment per call with the same loop a plain run uses
+(`loop.restore_segments`), decoding from a keyframe shortly before the segment's
 first frame where that is exact (indexed containers, constant frame rate), else from the
 start. How segments reach the output: the actor writes the
 segment into a temporary folder on its own node and returns the file's bytes through Ray's
@@ -24,10 +24,10 @@ from typing import Callable
 
 from edvr_cli.enhance.planes import FramePlanes, build_runner
 from edvr_cli.enhance.ray_local import connect
-from edvr_cli.enhance.segment_worker import FrameClock, SeekMissed, SegmentOutput, restore_segments
+from edvr_cli.enhance.loop import FrameClock, SeekMissed, SegmentOutput, restore_segments
 from edvr_cli.enhance.segments import Segment
-from edvr_cli.enhance.sources import Timing, open_source
-from edvr_cli.enhance.stream import EnhanceError
+from edvr_cli.enhance.sources import open_source
+from edvr_cli.enhance.errors import EnhanceError
 from edvr_cli.video import VideoInfo
 
 
@@ -122,7 +122,7 @@ class SegmentActor:
             planes = self._planes(task, source)
             with tempfile.TemporaryDirectory(prefix="edvr-segment-", dir=self.scratch) as folder:
                 partial = Path(folder) / f"segment{task.suffix}"
-                for _segment, path, start in restore_segments(source, planes, Timing(source), [task.segment],
+                for _segment, path, start in restore_segments(source, planes, [task.segment],
                                                        task.num_frames, task.window, settings.padding,
                                                        settings.batch, task.output, lambda segment: partial,
                                                        clock=clock):

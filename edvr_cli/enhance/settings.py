@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+from edvr_cli.enhance.errors import EnhanceError, SettingError
 from edvr_cli.enhance.tiling import DEFAULT_TILE_OVERLAP
 from edvr_cli.windows import DEFAULT_PADDING, WINDOW_SIZES
 
@@ -25,8 +26,9 @@ class EnhanceSettings:
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
         precision: 'fp32', 'fp16' (CUDA only) or 'bf16'.
         ensemble: x8 flip/transpose self-ensemble.
-        strength: how much of the network's change to apply (1 = all, 0 = none): at scale 1 it
-            scales the change added to the input's planes; at x4, `models.EDVR.scale_residual`.
+        strength: how much of the network's change to apply, 0 to 1 (1 = all, 0 = none; any
+            other value raises SettingError): at scale 1 it scales the change added to the
+            input's planes; at x4, `models.EDVR.scale_residual`.
         folder_fps: frame rate of image-folder input.
         deinterlace: deinterlace interlaced video first (ffmpeg's bwdif, one frame per frame).
         segment_frames: output frames per resumable segment (0 = one pass, no work folder); a
@@ -56,14 +58,16 @@ class EnhanceSettings:
     start: Fraction | None = None
     duration: Fraction | None = None
 
+    def __post_init__(self):
+        if not 0 <= self.strength <= 1:
+            raise SettingError("--strength", f"{self.strength} is not in the range 0<=x<=1.")
+
 
 DEFAULTS = EnhanceSettings()
 
 
 def checked_window(asked: int | None, num_frame: int) -> int:
     """The window size (--frames): the model's own; asking for another is an error."""
-    from edvr_cli.enhance.stream import EnhanceError
-
     window = num_frame if asked is None else asked
     if window != num_frame:
         raise EnhanceError(f"--frames {window} does not fit the model, which takes {num_frame} frames "

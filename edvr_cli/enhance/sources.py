@@ -4,6 +4,7 @@
 - `output_format(source, scale, folder)`: the planes written. At scale 1 they are the source's
   own layout, so the output is the input's planes plus the network's change (`video.convert`).
 - `Timing`: each output frame's presentation time: the input frame's own.
+- `count_frames_exactly(source)`: every packet counted where probing stopped early.
 - `open_writer(...)`: the video writer (streams copied from the source) or a PNG folder writer.
 """
 
@@ -18,6 +19,7 @@ from typing import Callable, Iterable
 from edvr_cli.enhance.settings import DEFAULT_FOLDER_FPS
 from edvr_cli.video import (EncoderSettings, FolderFrameReader, Frame, FrameFormat, FrameReader, FrameWriter,
                             PlaneLayout, PngFolderWriter, VideoInfo, native_layout, probe, untagged_matrix)
+from edvr_cli.video.packets import scan_packets
 
 
 @dataclass
@@ -56,6 +58,16 @@ def open_source(path: str | os.PathLike, folder_fps: Fraction = DEFAULT_FOLDER_F
     info = info or probe(path)
     reader = FrameReader(path, info=info, deinterlace=deinterlace, notify=notify, seek_seconds=seek_seconds)
     return Source(reader, reader.format, info.fps, info.num_frames, info)
+
+
+def count_frames_exactly(source: Source) -> None:
+    """Count every packet when probing stopped early (a long video): the plan needs the count."""
+    info = source.video_info
+    if info is not None and not info.frames_counted:
+        scan = scan_packets(info.path, info.video_index, max_scan_seconds=float("inf"))
+        if scan.complete and scan.pts:
+            source.video_info = replace(info, num_frames=len(scan.pts), frames_counted=True)
+            source.num_frames = len(scan.pts)
 
 
 def output_format(source_format: FrameFormat, scale: int, folder: bool, pix_fmt: str | None = None) -> FrameFormat:

@@ -21,7 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from edvr_cli.enhance.segment_check import file_hash, measure, reuse_problem
-from edvr_cli.enhance.stream import EnhanceError
+from edvr_cli.enhance.errors import EnhanceError
 from models.errors import EdvrError
 
 MANIFEST_VERSION = 2  # 1: no segment records

@@ -17,7 +17,7 @@ The graph comes from PyTorch's TorchScript-based exporter (`torch.onnx.export(dy
 it needs nothing beyond torch, and the tracing it does is checked against PyTorch at two frame
 sizes (`verify_export`) before the file is written.
 
-    from edvr_cli.onnx_export import export_onnx
+    from edvr_cli.onnx.export import export_onnx
     info = export_onnx(network, "model.onnx", source="builtin-qe", source_path="models/weights/builtin-qe.pth")
 """
 
@@ -240,7 +240,7 @@ def verify_export(path: str | os.PathLike, reference: PaddedEDVR, precision: str
     """
     import numpy as np
 
-    from edvr_cli.onnx_model import cpu_session
+    from edvr_cli.onnx.runtime import cpu_session
 
     session = cpu_session(path)
     diffs = {}
