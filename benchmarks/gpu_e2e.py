@@ -814,7 +814,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = choose_device(args.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    report: dict = {"issue": 16, "smoke": args.smoke, **environment(device)}
+    report: dict = {"smoke": args.smoke, **environment(device)}
     report["sizes"] = {key: value for key, value in vars(sizes).items()}
     report["targets"] = {"enhance_ms_per_frame_max": TARGET_MS_PER_FRAME, "speedup_vs_reference_min": TARGET_SPEEDUP,
                          "builtin_qe_fps_1080p_min": TARGET_QE_FPS_1080P}

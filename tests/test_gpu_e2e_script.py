@@ -1,5 +1,5 @@
 """benchmarks/gpu_e2e.py (the end-to-end GPU benchmark) works: its --smoke mode runs every section tiny on
-the CPU, as on a GPU machine, and writes the JSON the issue asks for."""
+the CPU, as on a GPU machine, and writes its JSON report."""
 
 from __future__ import annotations
 

@@ -250,11 +250,11 @@ def test_gpu_run_smoke_stops_checkpoints_and_resumes_exactly(smoke_pack, tmp_pat
 def test_gpu_run_time_limit_and_shell_wrapper(smoke_pack, tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path)}
     result = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_train_qe.sh"), "--smoke", "--threads", "1",
-                             "--pack", str(smoke_pack), "--iters", "100000", "--max-seconds", "12",
+                             "--pack", str(smoke_pack), "--iters", "100000", "--max-seconds", "20",
                              "--val-frames", "2", "--amp", "bf16"],
                             capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "(time (--max-seconds 12))" in result.stdout and "amp torch.bfloat16" in result.stdout
+    assert "(time (--max-seconds 20))" in result.stdout and "amp torch.bfloat16" in result.stdout
     summary = json.loads((tmp_path / "qe15-smoke" / "summary.json").read_text())
-    assert 0 < summary["iteration"] < 100000 and summary["elapsed"] < 12
+    assert 0 < summary["iteration"] < 100000 and summary["elapsed"] < 20
     assert (tmp_path / "gpu_train_qe.log").read_text() == result.stdout
