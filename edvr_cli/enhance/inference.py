@@ -16,9 +16,9 @@ the latest frames' per-frame features (`FrameFeatureCache`, per tile and ensembl
 runs each frame through those layers once instead of once per window (`reuse_features=True`, the
 default). The outputs are those of the plain forward.
 
-On the CPU the runner asks glibc's malloc to keep freed memory for reuse (`host_memory`): the
-network's full-resolution tensors are otherwise mapped and zeroed afresh by the kernel in every
-layer, which took about a third of the CPU time of a window at 854x480.
+On the CPU the runner asks glibc's malloc to keep freed memory for reuse
+(`edvr_cli.host_memory`): the network's full-resolution tensors are otherwise mapped and zeroed
+afresh by the kernel in every layer of every window.
 
 Optional fast paths (each falls back to the plain path; none changes what the CPU does):
 - on CUDA, `__call__` uploads uint8 windows from pinned host memory without blocking (plain
@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from edvr_cli.enhance.frame_cache import FrameFeatureCache
-from edvr_cli.enhance.host_memory import keep_freed_memory
+from edvr_cli.host_memory import keep_freed_memory
 from edvr_cli.enhance.tiling import DEFAULT_TILE_OVERLAP, run_tiled
 from models.errors import EdvrError
 

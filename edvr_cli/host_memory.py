@@ -1,13 +1,13 @@
 """Keep freed host memory in the process for reuse (glibc's malloc, Linux).
 
-EDVR on the CPU allocates and frees tensors of tens to hundreds of MB in every layer of every
-window (a DCN's offsets and mask at 854x480 are 177 MB). glibc's malloc serves large blocks (above
-a threshold that adapts up to 32 MB) with a fresh `mmap` and returns them with `munmap` when
-freed, and trims freed memory at the top of its heap back to the system, so the kernel maps and
-zeroes the same memory page by page again for the next layer. `keep_freed_memory()` turns both off
+EDVR on the CPU allocates and frees large tensors in every layer of every window (a DCN's
+offsets and mask at 854x480 are 177 MB) and of every training step. glibc's malloc serves large
+blocks (above a threshold that adapts up to 32 MB) with a fresh `mmap` and returns them with
+`munmap` when freed, and trims freed memory at the top of its heap back to the system, so the
+kernel maps and zeroes the same memory page by page again for the next layer. `keep_freed_memory()` turns both off
 (`mallopt(M_MMAP_MAX, 0)`, `mallopt(M_TRIM_THRESHOLD, -1)`): blocks come from the heap and freed
 ones are reused. The process's memory then stays at its peak instead of shrinking between
-windows. Elsewhere (another libc or system) it does nothing.
+windows or steps. Elsewhere (another libc or system) it does nothing.
 """
 
 from __future__ import annotations
