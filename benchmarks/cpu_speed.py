@@ -7,14 +7,24 @@ What it measures (old and new interleaved, median of --repeats; the old code is 
 into a temporary folder and imported from there, or run from there as a subprocess):
 (a) `edvr enhance` with builtin-qe on a generated 854x480 x265 QP 37 clip, end to end through
     the CLI (process start, decode, network, encode to lossless ffv1): seconds per frame, and
-    the largest difference between the two outputs' decoded frames, in 8-bit codes;
+    the largest difference between the two outputs' decoded planes (yuv420p), in 8-bit codes,
+    and between their frames converted to RGB;
 (b) the network's forward alone: builtin-qe at 854x480 (3 frames) and EDVR-M x4 (random
     weights, small non-zero DCN offsets as trained ones have) at 180x320 (5 frames); against
     BasicSR's EDVR with torchvision's DCN when both are importable, else against the old commit;
+    and EDVR-M per window of a clip: the baseline's forward on each window against this
+    checkout's ModelRunner, which runs each frame's per-frame layers once for all its windows;
 (c) training steps of the builtin-qe recipe (16 ch full resolution, batch 8, 3 frames, patch 32,
     squared error, Adam) on one thread: iterations per second (the network's step; `edvr train`
     adds data loading and logging around it).
+(b) and (c) run in this process, with glibc's malloc keeping freed memory (`--malloc keep`, what
+`edvr enhance` and `edvr train` set on the CPU, here for old and new code alike) or as it comes
+(`--malloc default`).
 Writes benchmarks/results/cpu_speed-<host tag>-<date>.json.
+
+BasicSR is detected by `import basicsr.archs.edvr_arch`: put its source tree on PYTHONPATH
+(its package __init__ imports its whole training stack; an import shim that adds the tree's
+folders to `basicsr.__path__` without running those __init__ files is enough).
 """
 
 from __future__ import annotations
@@ -78,11 +88,13 @@ def make_clip(path: Path, frames: int) -> Path:
     return path
 
 
-def decoded_frames(path: Path) -> np.ndarray:
+def decoded_frames(path: Path, pix_fmt: str = "rgb24") -> np.ndarray:
+    """Every frame of `path` as raw bytes in `pix_fmt`: (frames, bytes per frame) uint8."""
     import imageio_ffmpeg
-    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-    width, height = next(reader)["size"]
-    return np.stack([np.frombuffer(raw, np.uint8).reshape(height, width, 3) for raw in reader])
+    bits = {"rgb24": 24, "yuv420p": 12}[pix_fmt]
+    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt=pix_fmt, bits_per_pixel=bits)
+    next(reader)
+    return np.stack([np.frombuffer(raw, np.uint8) for raw in reader])
 
 
 def enhance_cli(root: Path, clip: Path, output: Path, threads: int, precision: str = "fp32") -> None:
@@ -98,12 +110,16 @@ def measure_enhance(old_root: Path, work: Path, frames: int, threads: int, repea
     seconds = median_times({name: (lambda name=name: enhance_cli(old_root if name == "old" else REPO, clip,
                                                                  outputs[name], threads))
                             for name in outputs}, repeats)
-    old, new = decoded_frames(outputs["old"]), decoded_frames(outputs["new"])
-    diff = np.abs(old.astype(np.int16) - new.astype(np.int16))
+    # the planes written (yuv420p, as the input) and the RGB a player shows; one code in a plane
+    # can become two in RGB, whose conversion scales chroma by up to 1.8
+    diffs = {pix_fmt: np.abs(decoded_frames(outputs["old"], pix_fmt).astype(np.int16)
+                             - decoded_frames(outputs["new"], pix_fmt).astype(np.int16))
+             for pix_fmt in ("yuv420p", "rgb24")}
     return {"clip": "testsrc2 854x480, x265 QP 37", "frames": frames, "threads": threads,
             "old_s_per_frame": seconds["old"] / frames, "new_s_per_frame": seconds["new"] / frames,
-            "speedup": seconds["old"] / seconds["new"], "max_abs_diff_codes": int(diff.max()),
-            "frames_compared": int(len(new)), "share_of_values_differing": float((diff > 0).mean())}
+            "speedup": seconds["old"] / seconds["new"], "max_abs_diff_codes": int(diffs["yuv420p"].max()),
+            "share_of_values_differing": float((diffs["yuv420p"] > 0).mean()),
+            "max_abs_diff_rgb_codes": int(diffs["rgb24"].max()), "frames_compared": len(diffs["yuv420p"])}
 
 
 def _edvr_m_pair(old_models, new_models):
@@ -128,7 +144,7 @@ def basicsr_available() -> bool:
     return True
 
 
-def measure_forward(old_models, new_models, threads: int, repeats: int) -> list[dict]:
+def measure_forward(old_models, new_models, threads: int, repeats: int, clip_frames: int = 6) -> list[dict]:
     torch.set_num_threads(threads)
     rows = []
     qe = {"old": old_models.load_model(QE_WEIGHTS), "new": new_models.load_model(QE_WEIGHTS)}
@@ -149,7 +165,49 @@ def measure_forward(old_models, new_models, threads: int, repeats: int) -> list[
         rows.append({"what": name, "baseline": note, "threads": threads, "old_s": seconds["old"],
                      "new_s": seconds["new"], "speedup": seconds["old"] / seconds["new"],
                      "max_abs_diff": float((outputs["old"] - outputs["new"]).abs().max())})
+    rows.append(measure_sliding(edvr_m_old, edvr_m_new, clip_frames, repeats, baseline, threads))
     return rows
+
+
+def measure_sliding(old_net, new_net, num_frames: int, repeats: int, baseline: str, threads: int) -> dict:
+    """EDVR-M x4 over every window of a clip of `num_frames` 180x320 frames: the baseline's
+    forward per window against this checkout's ModelRunner (each frame's per-frame layers run
+    once; a fresh runner per repeat, so its first windows compute their frames too)."""
+    from edvr_cli.enhance.inference import ModelRunner
+    from edvr_cli.windows import window_indices
+
+    clip = torch.rand(num_frames, 3, 180, 320, generator=torch.Generator().manual_seed(1))
+    windows = [clip[window_indices(idx, num_frames, 5, "reflection_circle")][None] for idx in range(num_frames)]
+    outputs = {"old": [], "new": []}
+
+    def run_old():
+        outputs["old"] = [old_net(window) for window in windows]
+
+    def run_new():
+        runner = ModelRunner(new_net, "cpu")
+        outputs["new"] = [runner.restore(window) for window in windows]
+
+    with torch.no_grad():
+        run_old(), run_new()  # warm-up, as the single forwards above have
+        seconds = median_times({"old": run_old, "new": run_new}, repeats)
+    diff = max(float((a - b).abs().max()) for a, b in zip(outputs["old"], outputs["new"]))
+    return {"what": f"EDVR-M x4 per window, {num_frames} frames of 180x320, frame features reused",
+            "baseline": baseline, "threads": threads, "old_s": seconds["old"] / num_frames,
+            "new_s": seconds["new"] / num_frames, "speedup": seconds["old"] / seconds["new"],
+            "max_abs_diff": diff}
+
+
+def set_malloc(mode: str) -> None:
+    """'keep': glibc's malloc keeps freed memory (edvr_cli.host_memory, as `edvr enhance` and
+    `edvr train` set it on the CPU); 'default': it stays as the process started, also when
+    ModelRunner is built."""
+    import edvr_cli.enhance.inference as inference
+    from edvr_cli.host_memory import keep_freed_memory
+    if mode == "keep":
+        if not keep_freed_memory():
+            raise SystemExit("--malloc keep: this system's malloc cannot be set (not glibc)")
+    else:
+        inference.keep_freed_memory = lambda: False
 
 
 def measure_training(old_models, new_models, repeats: int, steps: int = 4) -> dict:
@@ -181,12 +239,15 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=6, help="frames of the 480p clip in (a)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=[], choices=["enhance", "forward", "training"])
+    parser.add_argument("--malloc", choices=["keep", "default"], default="keep",
+                        help="glibc malloc for (b) and (c), old and new code alike (see the docstring)")
+    parser.add_argument("--clip-frames", type=int, default=6, help="frames of the EDVR-M clip in (b)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
 
     result = {"machine": {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "torch": torch.__version__,
                           "load_average_start": os.getloadavg()},
-              "base_commit": args.base, "repeats": args.repeats,
+              "base_commit": args.base, "repeats": args.repeats, "malloc_forward_training": args.malloc,
               "torchvision_basicsr": "installed" if basicsr_available() else "not installed"}
     with tempfile.TemporaryDirectory() as temp:
         old_root = export_commit(args.base, Path(temp) / "old")
@@ -196,15 +257,19 @@ def main() -> None:
             result["enhance"] = measure_enhance(old_root, work, args.frames, args.threads, args.repeats)
             print(json.dumps(result["enhance"]), flush=True)
         old_models, new_models = import_models(old_root), import_models(REPO)
+        set_malloc(args.malloc)
         if "forward" not in args.skip:
-            result["forward"] = measure_forward(old_models, new_models, args.threads, args.repeats)
+            result["forward"] = measure_forward(old_models, new_models, args.threads, args.repeats,
+                                                args.clip_frames)
             print(json.dumps(result["forward"]), flush=True)
         if "training" not in args.skip:
             result["training"] = measure_training(old_models, new_models, args.repeats)
             print(json.dumps(result["training"]), flush=True)
     result["machine"]["load_average_end"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"cpu_speed-cpu{os.cpu_count()}-threads{args.threads}-{datetime.date.today().isoformat()}.json"
+    tag = "" if args.malloc == "keep" else "-malloc-default"
+    path = args.out / (f"cpu_speed-cpu{os.cpu_count()}-threads{args.threads}{tag}-"
+                       f"{datetime.date.today().isoformat()}.json")
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
 

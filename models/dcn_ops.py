@@ -120,6 +120,19 @@ def _base_coordinates(x_size: tuple[int, int], kernel: tuple[int, int], out_size
     return coordinates[0], coordinates[1]
 
 
+def _broadcast_shape(*shapes: torch.Size) -> tuple[int, ...]:
+    """torch.broadcast_shapes in plain Python: that one runs torch._refs, which imports sympy (a
+    third of a second) on first use and costs tens of microseconds per call, here per band."""
+    ndim = max(len(shape) for shape in shapes)
+    result = []
+    for sizes in zip(*((1,) * (ndim - len(shape)) + tuple(shape) for shape in shapes)):
+        other = {size for size in sizes if size != 1}
+        if len(other) > 1:
+            raise ValueError(f"shapes {[tuple(shape) for shape in shapes]} do not broadcast")
+        result.append(other.pop() if other else 1)
+    return tuple(result)
+
+
 def _grid_from(base_x: torch.Tensor, offset_x: torch.Tensor, base_y: torch.Tensor, offset_y: torch.Tensor,
                x_size: tuple[int, int]) -> torch.Tensor:
     """(..., 2) grid of (base_x + offset_x * 2 / w, base_y + offset_y * 2 / h): pixels to grid_sample's
@@ -128,7 +141,7 @@ def _grid_from(base_x: torch.Tensor, offset_x: torch.Tensor, base_y: torch.Tenso
     if _needs_grad(offset_x):
         return torch.stack((torch.add(base_x, offset_x, alpha=2 / w), torch.add(base_y, offset_y, alpha=2 / h)),
                            dim=-1)
-    grid = base_x.new_empty(*torch.broadcast_shapes(base_x.shape, offset_x.shape), 2)
+    grid = base_x.new_empty(*_broadcast_shape(base_x.shape, offset_x.shape), 2)
     torch.add(base_x, offset_x, alpha=2 / w, out=grid[..., 0])
     torch.add(base_y, offset_y, alpha=2 / h, out=grid[..., 1])
     return grid

@@ -5,6 +5,10 @@ Each stage is its own module so it can be tested alone:
            -> PCD alignment of every frame to the centre frame -> fusion (TSA or 1x1 conv)
            -> optional non-local attention -> reconstruction trunk -> pixel-shuffle upsampling
            -> + centre frame (bilinearly upsampled when scale > 1)
+
+Everything up to the pyramid depends on one frame alone (`EDVR.frame_features`); the rest sees
+the whole window (`EDVR.fuse`). `forward` is the two in a row; a caller that slides windows over a
+video can run each frame through `frame_features` once and hand the pyramids to `fuse`.
 """
 
 from __future__ import annotations
@@ -15,14 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import NonLocalBlock, ResidualBlockCA, ResidualBlockNoBN, make_layer
+from models.blocks import (LRELU_SLOPE, Conv1x1, NonLocalBlock, PixelShuffle, ResidualBlockCA, ResidualBlockNoBN,
+                           make_layer, upsample2 as _upsample2)
 from models.dcn import DCNv2Pack
-
-LRELU_SLOPE = 0.1
-
-
-def _upsample2(x: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+from models.predeblur import PredeblurModule
 
 
 class PCDAlignment(nn.Module):
@@ -99,19 +99,19 @@ class TSAFusion(nn.Module):
         self.center_frame_idx = center_frame_idx
         self.temporal_attn1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)  # embeds the reference
         self.temporal_attn2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)  # embeds every frame
-        self.feat_fusion = nn.Conv2d(num_frame * num_feat, num_feat, 1, 1)
+        self.feat_fusion = Conv1x1(num_frame * num_feat, num_feat)
         self.max_pool = nn.MaxPool2d(3, stride=2, padding=1)
         self.avg_pool = nn.AvgPool2d(3, stride=2, padding=1)
-        self.spatial_attn1 = nn.Conv2d(num_frame * num_feat, num_feat, 1)
-        self.spatial_attn2 = nn.Conv2d(num_feat * 2, num_feat, 1)
+        self.spatial_attn1 = Conv1x1(num_frame * num_feat, num_feat)
+        self.spatial_attn2 = Conv1x1(num_feat * 2, num_feat)
         self.spatial_attn3 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.spatial_attn4 = nn.Conv2d(num_feat, num_feat, 1)
+        self.spatial_attn4 = Conv1x1(num_feat, num_feat)
         self.spatial_attn5 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.spatial_attn_l1 = nn.Conv2d(num_feat, num_feat, 1)
+        self.spatial_attn_l1 = Conv1x1(num_feat, num_feat)
         self.spatial_attn_l2 = nn.Conv2d(num_feat * 2, num_feat, 3, 1, 1)
         self.spatial_attn_l3 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.spatial_attn_add1 = nn.Conv2d(num_feat, num_feat, 1)
-        self.spatial_attn_add2 = nn.Conv2d(num_feat, num_feat, 1)
+        self.spatial_attn_add1 = Conv1x1(num_feat, num_feat)
+        self.spatial_attn_add2 = Conv1x1(num_feat, num_feat)
         self.lrelu = nn.LeakyReLU(LRELU_SLOPE, inplace=True)
 
     def forward(self, aligned_feat: torch.Tensor) -> torch.Tensor:
@@ -140,50 +140,6 @@ class TSAFusion(nn.Module):
         attn_add = self.spatial_attn_add2(self.lrelu(self.spatial_attn_add1(attn)))
         # sigmoid(~0) * 2 ~= 1 at initialisation: the attention starts as a pass-through.
         return feat * torch.sigmoid(attn) * 2 + attn_add
-
-
-class PredeblurModule(nn.Module):
-    """Pre-deblurring feature extractor: a strided pyramid with residual blocks.
-
-    Args:
-        num_in_ch (int): input channels. Default: 3.
-        num_feat (int): channels. Default: 64.
-        hr_in (bool): input is high resolution; downsample x4 with two stride-2 convs. Default: False.
-    """
-
-    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, hr_in: bool = False):
-        super().__init__()
-        self.hr_in = hr_in
-        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
-        if hr_in:
-            self.stride_conv_hr1 = nn.Conv2d(num_feat, num_feat, 3, 2, 1)
-            self.stride_conv_hr2 = nn.Conv2d(num_feat, num_feat, 3, 2, 1)
-        self.stride_conv_l2 = nn.Conv2d(num_feat, num_feat, 3, 2, 1)
-        self.stride_conv_l3 = nn.Conv2d(num_feat, num_feat, 3, 2, 1)
-        self.resblock_l3 = ResidualBlockNoBN(num_feat)
-        self.resblock_l2_1 = ResidualBlockNoBN(num_feat)
-        self.resblock_l2_2 = ResidualBlockNoBN(num_feat)
-        self.resblock_l1 = nn.ModuleList([ResidualBlockNoBN(num_feat) for _ in range(5)])
-        self.lrelu = nn.LeakyReLU(LRELU_SLOPE, inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (n, c, h, w), h and w multiples of 4 (16 with hr_in). Returns (n, num_feat, h', w'),
-        h' = h / 4 with hr_in, else h."""
-        feat_l1 = self.lrelu(self.conv_first(x))
-        if self.hr_in:
-            feat_l1 = self.lrelu(self.stride_conv_hr1(feat_l1))
-            feat_l1 = self.lrelu(self.stride_conv_hr2(feat_l1))
-        feat_l2 = self.lrelu(self.stride_conv_l2(feat_l1))
-        feat_l3 = self.lrelu(self.stride_conv_l3(feat_l2))
-        feat_l3 = _upsample2(self.resblock_l3(feat_l3))
-        feat_l2 = self.resblock_l2_1(feat_l2) + feat_l3
-        feat_l2 = _upsample2(self.resblock_l2_2(feat_l2))
-        for block in self.resblock_l1[:2]:
-            feat_l1 = block(feat_l1)
-        feat_l1 = feat_l1 + feat_l2
-        for block in self.resblock_l1[2:]:
-            feat_l1 = block(feat_l1)
-        return feat_l1
 
 
 class EDVR(nn.Module):
@@ -271,7 +227,7 @@ class EDVR(nn.Module):
         """The entry layers (predeblur or conv_first) and the L1/L2/L3 feature pyramid, BasicSR's names."""
         if self.with_predeblur:
             self.predeblur = PredeblurModule(num_in_ch, num_feat, hr_in=self.hr_in)
-            self.conv_1x1 = nn.Conv2d(num_feat, num_feat, 1, 1)
+            self.conv_1x1 = Conv1x1(num_feat, num_feat)
         else:
             self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
             if self.hr_in:  # the original EDVR's strided entry (conv_first_2/3 there)
@@ -292,7 +248,7 @@ class EDVR(nn.Module):
         if self.with_tsa:
             self.fusion = TSAFusion(num_feat, num_frame, self.center_frame_idx)
         else:
-            self.fusion = nn.Conv2d(num_frame * num_feat, num_feat, 1, 1)
+            self.fusion = Conv1x1(num_frame * num_feat, num_feat)
 
     def _build_reconstruction(self, num_feat: int, num_out_ch: int, num_reconstruct_block: int,
                               num_hr_feat: int, car: bool) -> None:
@@ -305,7 +261,7 @@ class EDVR(nn.Module):
         if self.num_upsample_stages >= 1:
             self.upconv2 = nn.Conv2d(num_feat, num_hr_feat * 4, 3, 1, 1)
             hr_in_ch = num_hr_feat
-        self.pixel_shuffle = nn.PixelShuffle(2)
+        self.pixel_shuffle = PixelShuffle(2)
         self.conv_hr = nn.Conv2d(hr_in_ch, num_hr_feat, 3, 1, 1)
         self.conv_last = nn.Conv2d(num_hr_feat, num_out_ch, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(LRELU_SLOPE, inplace=True)
@@ -316,15 +272,21 @@ class EDVR(nn.Module):
         if x.dim() != 5 or x.shape[1] != self.num_frame or x.shape[2] != self.conv_last.out_channels:
             raise ValueError(f"EDVR expects (n, {self.num_frame}, {self.conv_last.out_channels}, h, w) "
                              f"input, got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        out = self._forward_padded(self.pad_to_multiple(x))
+        return out[:, :, : h * self.scale, : w * self.scale]
+
+    def pad_to_multiple(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, t, c, h, w) -> (n, t, c, h', w'): replicate-padded at the bottom and right to the next
+        multiples of `size_multiple` (what `forward` runs on; crop the output back to h, w)."""
         n, t, c, h, w = x.shape
         pad_h = -h % self.size_multiple
         pad_w = -w % self.size_multiple
-        if pad_h or pad_w:
-            # Replicate padding works for any size (reflect needs pad < size).
-            x = F.pad(x.reshape(n, t * c, h, w), (0, pad_w, 0, pad_h), mode="replicate")
-            x = x.reshape(n, t, c, h + pad_h, w + pad_w)
-        out = self._forward_padded(x)
-        return out[:, :, : h * self.scale, : w * self.scale]
+        if not (pad_h or pad_w):
+            return x
+        # Replicate padding works for any size (reflect needs pad < size).
+        x = F.pad(x.reshape(n, t * c, h, w), (0, pad_w, 0, pad_h), mode="replicate")
+        return x.reshape(n, t, c, h + pad_h, w + pad_w)
 
     def extract_features(self, frames: torch.Tensor) -> torch.Tensor:
         """frames: (n*t, c, h, w). Returns level-1 features (n*t, num_feat, h/stride, w/stride)."""
@@ -344,32 +306,46 @@ class EDVR(nn.Module):
             return frames.contiguous(memory_format=torch.channels_last)
         return frames
 
-    def _forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        n, t, c, h, w = x.shape
-        x_center = x[:, self.center_frame_idx]
-
-        frames = self._feature_layout(x.reshape(-1, c, h, w))
-        feat_l1 = self.feature_extraction(self.extract_features(frames))
+    def frame_features(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Everything that depends on one frame alone, so a frame shared by several windows can
+        be run through it once. frames: (m, c, h, w), h and w multiples of `size_multiple`.
+        Returns the pyramid [L1 (m, num_feat, h', w'), L2 (.., h'/2, w'/2), L3 (.., h'/4, w'/4)],
+        h' = h / feature_stride, in the layers' layout."""
+        feat_l1 = self.feature_extraction(self.extract_features(self._feature_layout(frames)))
         feat_l2 = self.lrelu(self.conv_l2_2(self.lrelu(self.conv_l2_1(feat_l1))))
         feat_l3 = self.lrelu(self.conv_l3_2(self.lrelu(self.conv_l3_1(feat_l2))))
-        pyramid = [feat.reshape(n, t, *feat.shape[1:]) for feat in (feat_l1, feat_l2, feat_l3)]
+        return [feat_l1, feat_l2, feat_l3]
 
-        ref_feats = [level[:, self.center_frame_idx] for level in pyramid]
-        aligned = [self.pcd_align([level[:, frame_idx] for level in pyramid], ref_feats)
-                   for frame_idx in range(t)]
+    def _forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """`forward` of frames whose size is already a multiple of `size_multiple`."""
+        n, t, c, h, w = x.shape
+        pyramid = [feat.reshape(n, t, *feat.shape[1:]) for feat in self.frame_features(x.reshape(-1, c, h, w))]
+        return self.fuse([[level[:, frame_idx] for level in pyramid] for frame_idx in range(t)],
+                         x[:, self.center_frame_idx])
+
+    def fuse(self, frame_features: list[list[torch.Tensor]], x_center: torch.Tensor) -> torch.Tensor:
+        """The part of the network that sees the whole window: alignment, fusion, reconstruction.
+
+        Args:
+            frame_features: for each of the `num_frame` frames, its `frame_features` pyramid
+                [L1, L2, L3] with a batch dim of n windows.
+            x_center: (n, c, h, w) the centre frames, h and w multiples of `size_multiple`.
+        Returns:
+            (n, c, h * scale, w * scale), the default layout.
+        """
+        ref_feats = frame_features[self.center_frame_idx]
+        aligned = [self.pcd_align(nbr_feats, ref_feats) for nbr_feats in frame_features]
         if self.with_tsa or hasattr(self, "nonlocal_attn"):
             aligned = torch.stack(aligned, dim=1)  # (n, t, c, h', w')
             if hasattr(self, "nonlocal_attn"):
                 aligned = self.nonlocal_attn(aligned)
             if not self.with_tsa:
-                aligned = aligned.reshape(n, -1, *aligned.shape[-2:])
+                aligned = aligned.reshape(aligned.shape[0], -1, *aligned.shape[-2:])
         else:
             # (n, t * c, h', w') directly: the same values as stacking and flattening, in the
             # features' own layout.
             aligned = torch.cat(aligned, dim=1)
-        feat = self.fusion(aligned)
-
-        out = self.reconstruction(feat)
+        out = self.reconstruction(self.fusion(aligned))
         if self.num_upsample_stages == 2:
             out = self.lrelu(self.pixel_shuffle(self.upconv1(out)))
         if self.num_upsample_stages >= 1:

@@ -117,3 +117,31 @@ def test_builtin_qe_fast_path_equals_the_reference_path_with_gradients(monkeypat
     for name, grad in reference_grads.items():
         scale = grad.abs().max().item() + 1e-12
         assert (fast_grads[name] - grad).abs().max().item() <= 1e-9 * scale + 1e-15, name
+
+
+
+def test_channels_last_1x1_conv_and_pixel_shuffle_equal_torchs_layers_with_gradients():
+    # EDVR's Conv1x1 and PixelShuffle take another route for channels_last CPU input (a matmul,
+    # one dense copy); in float64 they must give nn.Conv2d's and nn.PixelShuffle's values
+    from torch import nn
+
+    from models.blocks import Conv1x1, PixelShuffle
+
+    gen = torch.Generator().manual_seed(7)
+    conv = Conv1x1(12, 8).double()
+    reference_conv = nn.Conv2d(12, 8, 1).double()
+    reference_conv.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 12, 5, 7, generator=gen, dtype=torch.float64)
+    x_ours = x.clone().contiguous(memory_format=torch.channels_last).requires_grad_()
+    x_reference = x.clone().requires_grad_()
+    out = PixelShuffle(2)(conv(x_ours))
+    expected = nn.PixelShuffle(2)(reference_conv(x_reference))
+    assert out.shape == expected.shape == (2, 2, 10, 14)
+    assert out.is_contiguous(memory_format=torch.channels_last)  # the layout is kept
+    assert (out - expected).abs().max().item() <= TOLERANCE
+    upstream = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
+    (out * upstream).sum().backward()
+    (expected * upstream).sum().backward()
+    for ours, reference in ((x_ours, x_reference), (conv.weight, reference_conv.weight),
+                            (conv.bias, reference_conv.bias)):
+        assert (ours.grad - reference.grad).abs().max().item() <= TOLERANCE

@@ -10,6 +10,16 @@ When the device runs out of memory, the same windows are run again with tiles ha
 (down to a floor), so a frame is never skipped or repeated; the smaller size is kept for the
 rest of the video and the caller is told once per such episode.
 
+Each frame is in `num_frame` consecutive windows. For a network that splits into per-frame layers
+and the rest (`frame_features`, `fuse` and `pad_to_multiple`, as EDVR does), the runner keeps
+the latest frames' per-frame features (`FrameFeatureCache`, per tile and ensemble transform) and
+runs each frame through those layers once instead of once per window (`reuse_features=True`, the
+default). The outputs are those of the plain forward.
+
+On the CPU the runner asks glibc's malloc to keep freed memory for reuse
+(`edvr_cli.host_memory`): the network's full-resolution tensors are otherwise mapped and zeroed
+afresh by the kernel in every layer of every window.
+
 Optional fast paths (each falls back to the plain path; none changes what the CPU does):
 - on CUDA, `__call__` uploads uint8 windows from pinned host memory without blocking (plain
   copy when pinning fails);
@@ -34,6 +44,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from edvr_cli.enhance.frame_cache import FrameFeatureCache
+from edvr_cli.host_memory import keep_freed_memory
 from edvr_cli.enhance.tiling import DEFAULT_TILE_OVERLAP, run_tiled
 from models.errors import EdvrError
 
@@ -133,15 +145,20 @@ class ModelRunner:
             torch.compile backend name; falls back to the plain network on any failure.
         channels_last: run the network in the channels_last (NHWC) memory format (see the
             module docstring); False (default) leaves the network and its input as they are.
+        reuse_features: run each frame through the network's per-frame layers once for all the
+            windows it is in (see the module docstring); used when the network has them and
+            runs uncompiled. Default: True.
     """
 
     def __init__(self, model: nn.Module, device: torch.device | str = "cpu", precision: str = "fp32",
                  tile: int = 0, tile_overlap: int = DEFAULT_TILE_OVERLAP, ensemble: bool = False,
                  notify: Callable[[str], None] | None = None, min_tile: int = MIN_TILE,
-                 compile: bool | str = False, channels_last: bool = False):
+                 compile: bool | str = False, channels_last: bool = False, reuse_features: bool = True):
         if tile < 0 or tile_overlap < 0:
             raise InferenceError(f"tile size and overlap must be >= 0, got {tile} and {tile_overlap}")
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.precision = precision
         self.autocast = autocast_dtype(self.device, precision)
         self.channels_last = bool(channels_last)
@@ -159,17 +176,39 @@ class ModelRunner:
         parameter = next(model.parameters(), None)
         self.dtype = parameter.dtype if parameter is not None else torch.float32
         self.compiled = _compiled(self.model, compile, self.notify) if compile else None
+        splits = all(hasattr(model, name) for name in ("frame_features", "fuse", "pad_to_multiple"))
+        self.feature_cache = FrameFeatureCache(self.num_frame) if reuse_features and splits else None
 
     def _autocast(self):
         if self.autocast is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast)
 
-    def _forward(self, frames: torch.Tensor, tile: int) -> torch.Tensor:
-        """(n, t, c, h, w) -> (n, c, h*s, w*s) float, tiled."""
+    def _forward(self, frames: torch.Tensor, tile: int, frame_ids: list[list[int]] | None,
+                 flips: tuple[bool, bool, bool] = (False, False, False)) -> torch.Tensor:
+        """(n, t, c, h, w) -> (n, c, h*s, w*s) float, tiled. `frame_ids`: the windows' frames as
+        the feature cache knows them (None: no reuse); `flips`: the ensemble transform applied."""
         with self._autocast():
-            out = self._run_tiled(frames, tile)
+            if frame_ids is not None and self.compiled is None:
+                out = run_tiled(lambda tile_frames, box: self._forward_reusing(tile_frames, frame_ids, (flips, box)),
+                                frames, self.scale, tile, self.tile_overlap, self.align, with_tile=True)
+            else:
+                out = self._run_tiled(frames, tile)
         return out.to(self.dtype)
+
+    def _forward_reusing(self, frames: torch.Tensor, frame_ids: list[list[int]], context) -> torch.Tensor:
+        """The network's forward of windows (n, t, c, h, w), with the per-frame features of frames
+        seen before in the same `context` (tile, transform) taken from the cache."""
+        h, w = frames.shape[-2:]
+        padded = self.model.pad_to_multiple(frames)
+        pyramids = self.feature_cache.pyramids(frame_ids, context, padded, self._frame_features)
+        out = self.model.fuse(pyramids, padded[:, self.num_frame // 2])
+        return out[:, :, : h * self.scale, : w * self.scale]
+
+    def _frame_features(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        if self.channels_last:
+            frames = frames.contiguous(memory_format=torch.channels_last)
+        return self.model.frame_features(frames)
 
     def _run_tiled(self, frames: torch.Tensor, tile: int) -> torch.Tensor:
         if self.compiled is not None:
@@ -189,12 +228,12 @@ class ModelRunner:
             return network
         return lambda tile: network(frames_channels_last(tile))
 
-    def _forward_ensemble(self, frames: torch.Tensor, tile: int) -> torch.Tensor:
+    def _forward_ensemble(self, frames: torch.Tensor, tile: int, frame_ids: list[list[int]] | None) -> torch.Tensor:
         if not self.ensemble:
-            return self._forward(frames, tile)
+            return self._forward(frames, tile, frame_ids)
         total = None
         for flips in DIHEDRAL:
-            out = inverse_transform(self._forward(transform(frames, *flips), tile), *flips)
+            out = inverse_transform(self._forward(transform(frames, *flips), tile, frame_ids, flips), *flips)
             total = out if total is None else total + out
         return total / len(DIHEDRAL)
 
@@ -214,14 +253,20 @@ class ModelRunner:
         height, width = frames.shape[-2:]
         tile = self.tile
         first_tile = tile
+        frame_ids = None
+        if self.feature_cache is not None:
+            with torch.no_grad():
+                frame_ids = self.feature_cache.frame_ids(frames)
         while True:
             try:
                 with torch.no_grad():
-                    out = self._forward_ensemble(frames, tile)
+                    out = self._forward_ensemble(frames, tile, frame_ids)
                 break
             except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
                 if not is_out_of_memory(error):
                     raise
+            if self.feature_cache is not None:
+                self.feature_cache.clear_features()
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             current = tile if 0 < tile < max(height, width) else max(height, width)
@@ -236,6 +281,8 @@ class ModelRunner:
             self.notify(f"{self.device} ran out of memory with {before}: these frames were run again "
                         f"with {tile} px tiles (--tile {tile}), kept for the rest of the video")
             self.tile = tile
+        if self.feature_cache is not None:
+            self.feature_cache.release()
         return Restored(out, tile)
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:

@@ -70,12 +70,13 @@ def tile_grid(height: int, width: int, tile_size: int, overlap: int, align: int 
             for (cy0, cy1), (py0, py1) in rows for (cx0, cx1), (px0, px1) in columns]
 
 
-def run_tiled(forward: Callable[[torch.Tensor], torch.Tensor], frames: torch.Tensor, scale: int,
-              tile_size: int, overlap: int, align: int = 1) -> torch.Tensor:
+def run_tiled(forward: Callable[..., torch.Tensor], frames: torch.Tensor, scale: int,
+              tile_size: int, overlap: int, align: int = 1, with_tile: bool = False) -> torch.Tensor:
     """Apply `forward` tile by tile and stitch the cores of its outputs.
 
     Args:
-        forward: the network: (n, t, c, th, tw) -> (n, c_out, th * scale, tw * scale).
+        forward: the network: (n, t, c, th, tw) -> (n, c_out, th * scale, tw * scale); with
+            `with_tile`, called as forward(tile_frames, tile.padded), the box they were cut from.
         frames: (n, t, c, h, w) windows.
         scale: output size / input size.
         tile_size, overlap, align: see `tile_grid`.
@@ -88,7 +89,8 @@ def run_tiled(forward: Callable[[torch.Tensor], torch.Tensor], frames: torch.Ten
     for tile in tile_grid(height, width, tile_size, overlap, align):
         py0, py1, px0, px1 = tile.padded
         cy0, cy1, cx0, cx1 = tile.core
-        out = forward(frames[..., py0:py1, px0:px1])
+        tile_frames = frames[..., py0:py1, px0:px1]
+        out = forward(tile_frames, tile.padded) if with_tile else forward(tile_frames)
         expected = (n, (py1 - py0) * scale, (px1 - px0) * scale)
         if out.dim() != 4 or (out.shape[0], *out.shape[2:]) != expected:
             raise ValueError(f"the network returned shape {tuple(out.shape)} for a "

@@ -28,6 +28,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+from edvr_cli.host_memory import keep_freed_memory
 from edvr_cli.train.checkpointing import (load_init_weights, read_training_checkpoint, restore_rng_states,
                                           save_checkpoint, training_state)
 from edvr_cli.train.config import ConfigError, TrainConfig, loss_weight_rule
@@ -213,6 +214,8 @@ def _setup(config: TrainConfig, ctx: Distributed, show_progress: bool, echo, rep
     amp_dtype = resolve_amp(config.amp, ctx.device)
     if ctx.device.type == "cpu" and config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
+    if ctx.device.type == "cpu":
+        keep_freed_memory()  # the step's tensors are freed and allocated again every iteration
     torch.manual_seed(config.seed)  # the same initial weights on every rank
 
     # Data: rank 0 fills the cache first, the others then find it there.
