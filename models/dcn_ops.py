@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from models import dcn_native
+
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
@@ -270,6 +272,9 @@ def modulated_deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: torch.T
     if torch.jit.is_tracing() or torch.jit.is_scripting():
         return modulated_deform_conv2d_reference(x, offset, mask, weight, bias, stride, padding, dilation)
     groups = _check_shapes(x, offset, mask, weight)
+    if dcn_native.applies_to(x):
+        return dcn_native.modulated_deform_conv2d_native(x, offset, mask, weight, bias, stride, padding, dilation,
+                                                         _band_bytes())
     if x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last):
         return _deform_conv_pixel_major(x, offset, mask, weight, bias, groups, stride, padding, dilation)
     return _deform_conv_planar(x, offset, mask, weight, bias, groups, stride, padding, dilation)

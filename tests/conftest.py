@@ -9,3 +9,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def dcn_kernel_built():
+    # The C++ DCN kernel builds on its first use (about 10 s on a fresh machine): here, once,
+    # rather than inside whichever test, or CLI subprocess, happens to run a DCN first.
+    from models import dcn_native
+    dcn_native.available()

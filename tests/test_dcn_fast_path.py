@@ -1,8 +1,10 @@
 """The fast DCNv2 and EDVR's channels_last CPU path against the straightforward reference code.
 
 The reference (`modulated_deform_conv2d_reference`, itself checked against a per-pixel textbook
-version in test_dcn.py) is what the optimised path must reproduce, outputs and gradients, in
-float64 so that any difference beyond rounding is a bug."""
+version in test_dcn.py) is what the optimised paths must reproduce, outputs and gradients, in
+float64 so that any difference beyond rounding is a bug. Each test runs twice: through the C++
+kernel (models/dcn_native.cpp) and through the pure-PyTorch operations it replaces where it
+cannot be built."""
 
 import imageio_ffmpeg
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 
 import models.dcn as dcn
 import models.dcn_ops as dcn_ops
+from models import dcn_native
 from models import load_model
 from models.dcn_ops import modulated_deform_conv2d, modulated_deform_conv2d_reference
 
@@ -18,14 +21,23 @@ TOLERANCE = 1e-10
 CITY_CLIP = "tests/data/city_qp37.mkv"
 
 
-def _dcn_inputs(batch, stride, padding, dilation, gen):
-    x = torch.randn(batch, 8, 9, 13, generator=gen, dtype=torch.float64)
+@pytest.fixture(autouse=True, params=["native", "pytorch"])
+def dcn_path(request, monkeypatch):
+    """Which CPU DCN runs: the kernel, or (EDVR_NATIVE_DCN=0) the pure-PyTorch operations."""
+    monkeypatch.setenv(dcn_native.DISABLE_VARIABLE, "1" if request.param == "native" else "0")
+    if request.param == "native":
+        assert dcn_native.available(), "the C++ DCN kernel did not build on this machine"
+    return request.param
+
+
+def _dcn_inputs(batch, stride, padding, dilation, gen, channels=8, groups=2):
+    x = torch.randn(batch, channels, 9, 13, generator=gen, dtype=torch.float64)
     h_out = (9 + 2 * padding - dilation * 2 - 1) // stride + 1
     w_out = (13 + 2 * padding - dilation * 2 - 1) // stride + 1
     # Offsets up to +-3 px: many samples cross the border, where zeros are read.
-    offset = (torch.rand(batch, 2 * 2 * 9, h_out, w_out, generator=gen, dtype=torch.float64) - 0.5) * 6
-    mask = torch.rand(batch, 2 * 9, h_out, w_out, generator=gen, dtype=torch.float64)
-    weight = torch.randn(5, 8, 3, 3, generator=gen, dtype=torch.float64)
+    offset = (torch.rand(batch, 2 * groups * 9, h_out, w_out, generator=gen, dtype=torch.float64) - 0.5) * 6
+    mask = torch.rand(batch, groups * 9, h_out, w_out, generator=gen, dtype=torch.float64)
+    weight = torch.randn(5, channels, 3, 3, generator=gen, dtype=torch.float64)
     bias = torch.randn(5, generator=gen, dtype=torch.float64)
     return x, offset, mask, weight, bias
 
@@ -50,8 +62,10 @@ def test_fast_dcn_equals_the_reference_without_grad(monkeypatch, layout, batch, 
 
 @pytest.mark.parametrize("layout", ["default", "channels_last"])
 @pytest.mark.parametrize("batch,stride", [(1, 1), (2, 2)])
-def test_fast_dcn_gradients_equal_the_reference(layout, batch, stride):
-    inputs = _dcn_inputs(batch, stride, 1, 1, torch.Generator().manual_seed(4))
+# channels per deformable group: 4 (the case above), 8 and 16 (the kernel's unrolled widths), 3 (any other)
+@pytest.mark.parametrize("channels,groups", [(8, 2), (8, 1), (16, 1), (6, 2)])
+def test_fast_dcn_gradients_equal_the_reference(layout, batch, stride, channels, groups):
+    inputs = _dcn_inputs(batch, stride, 1, 1, torch.Generator().manual_seed(4), channels, groups)
     ours_leaves = [_as_layout(t.clone(), layout).requires_grad_() if t.dim() == 4 else t.clone().requires_grad_()
                    for t in inputs]
     reference_leaves = [t.clone().requires_grad_() for t in inputs]
