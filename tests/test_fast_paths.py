@@ -27,6 +27,7 @@ from click.testing import CliRunner
 from edvr_cli.commands.enhance import command
 from edvr_cli.enhance import EncoderSettings, EnhanceSettings, enhance
 from edvr_cli.enhance.inference import ModelRunner, frames_channels_last
+from edvr_cli.enhance.planes import build_runner
 from edvr_cli.model_choice import LoadedModel
 from edvr_cli.video import FrameConverter
 from edvr_cli.video import convert as convert_module
@@ -258,18 +259,17 @@ def test_cli_compile_failure_falls_back_with_a_note(media, uncompiled, tmp_path,
     assert np.array_equal(raw_planes(output), uncompiled)
 
 
-def test_compile_reaches_the_runner_through_the_job(media, tmp_path, monkeypatch):
-    """EnhanceSettings.compile -> Job.build_planes -> ModelRunner(compile=...)."""
+def test_compile_reaches_the_runner_through_the_job(media, tmp_path):
+    """EnhanceSettings.compile -> enhance(build_runner=...) -> ModelRunner(compile=...)."""
     seen = []
-    original = ModelRunner.__init__
 
-    def spy(self, *args, **kwargs):
-        seen.append(kwargs.get("compile"))
-        original(self, *args, **kwargs)
+    def recording_build_runner(network, settings, **options):
+        runner = build_runner(network, settings, **options)
+        seen.append((settings.compile, runner.compiled is not None))
+        return runner
 
-    monkeypatch.setattr(ModelRunner, "__init__", spy)
     loaded = LoadedModel(tiny_random_edvr(4), "tiny", str(media["x4"]))
     for value in (False, "eager"):
         enhance(media["clip"], tmp_path / f"{value}.mkv", loaded, EnhanceSettings(device="cpu", compile=value),
-                EncoderSettings(codec="ffv1"))
-    assert seen == [False, "eager"]
+                EncoderSettings(codec="ffv1"), build_runner=recording_build_runner)
+    assert seen == [(False, False), ("eager", True)]

@@ -9,7 +9,6 @@ TMPDIR in their environment, which Ray's processes inherit. Skipped without Ray.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from edvr_cli.enhance.workfolder import work_folder_path
-from tests.test_segments import _edvr, clip, long_clip, model_file  # noqa: F401 (fixtures)
+from tests.test_segments import _edvr, _signal_after_a_segment, clip, long_clip, model_file  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -74,19 +73,13 @@ def test_a_stopped_or_killed_local_ray_run_leaves_no_process_and_no_temporary_fo
                                                                                       own_tmpdir, tmp_path, signum):
     folder, env = own_tmpdir
     output = tmp_path / "out.mkv"
-    process = subprocess.Popen(_edvr(str(long_clip), "-o", str(output), "--model", str(model_file), "--codec", "ffv1",
-                                     "--segment-frames", "4", "--ray", "local", "--workers", "2", "--quiet"),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    work, committed = work_folder_path(output), re.compile(r"seg-\d{5}\.mkv")
-    try:
-        deadline = time.monotonic() + 120
-        while not (work.is_dir() and any(committed.fullmatch(name) for name in os.listdir(work))):
-            assert process.poll() is None, "the run ended before it could be stopped"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        assert processes_with(f"TMPDIR={folder}") and os.listdir(folder)  # Ray runs, and keeps its files there
-    finally:
-        process.send_signal(signum)
-        _, stderr = process.communicate(timeout=60)
-    assert process.returncode == (143 if signum == signal.SIGTERM else -signal.SIGKILL), stderr
+
+    def ray_runs_with_its_files_there():
+        assert processes_with(f"TMPDIR={folder}") and os.listdir(folder)
+
+    returncode, stderr = _signal_after_a_segment(
+        [str(long_clip), "-o", str(output), "--model", str(model_file), "--codec", "ffv1", "--segment-frames", "4",
+         "--ray", "local", "--workers", "2", "--quiet"], work_folder_path(output), signum, env=env,
+        before_signal=ray_runs_with_its_files_there)
+    assert returncode == (143 if signum == signal.SIGTERM else -signal.SIGKILL), stderr
     assert left_behind(folder, 30) == ([], [])

@@ -117,14 +117,15 @@ def _edvr(*args: str) -> list[str]:
     return [sys.executable, "-c", "from edvr_cli.cli import main; main()", "enhance", *args]
 
 
-def _signal_after_a_segment(args: list[str], work: Path, signum: int = signal.SIGKILL) -> tuple[int, str]:
-    """Start `edvr enhance`, send it `signum` once a segment is committed and before it ends;
-    returns its exit status and stderr.
+def _signal_after_a_segment(args: list[str], work: Path, signum: int = signal.SIGKILL, env: dict | None = None,
+                            before_signal=lambda: None) -> tuple[int, str]:
+    """Start `edvr enhance` (in `env`), send it `signum` once a segment is committed and before it
+    ends, after calling `before_signal`; returns its exit status and stderr.
 
     Committed means renamed to `seg-NNNNN.mkv`: the segment's `.record` file is written just before
     that rename, so its presence alone is not a finished segment.
     """
-    process = subprocess.Popen(_edvr(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(_edvr(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     committed = re.compile(r"seg-\d{5}\.mkv")
     try:
         deadline = time.monotonic() + 120
@@ -132,6 +133,7 @@ def _signal_after_a_segment(args: list[str], work: Path, signum: int = signal.SI
             assert process.poll() is None, "the run ended before it could be stopped"
             assert time.monotonic() < deadline
             time.sleep(0.005)
+        before_signal()
     finally:
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)
