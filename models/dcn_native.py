@@ -6,9 +6,10 @@ matmul, and in training autograd keeps and re-reads each of those tensors. The k
 sampling, the mask and the layout in one pass (im2col) and, backwards, the gradients of the
 input, the offsets and the mask in one more (col2im); the two matmuls stay in PyTorch.
 
-It is compiled once per machine with torch's extension builder (a C++ compiler is needed; about
-10 s) into torch's extension folder, under a name that carries a hash of the source. Where it
-cannot be built, or with EDVR_NATIVE_DCN=0, the pure-PyTorch DCN runs instead, after one warning.
+It is compiled once per machine with torch's extension builder (a C++ compiler and ninja are
+needed; about 10 s) into edvr's cache folder (`~/.cache/edvr/kernels/`, or under $EDVR_CACHE_DIR),
+under a name that carries a hash of the source, torch's and Python's versions. Where it cannot be
+built, or with EDVR_NATIVE_DCN=0, the pure-PyTorch DCN runs instead, after one warning.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from models.download import default_cache_dir
+
 SOURCE = Path(__file__).with_name("dcn_native.cpp")
 DISABLE_VARIABLE = "EDVR_NATIVE_DCN"
 PAD = 2  # zero pixels around the input, as the kernel expects (kPad)
@@ -35,9 +38,10 @@ def _extension_name() -> str:
     return f"edvr_dcn_{hashlib.sha256(identity).hexdigest()[:12]}"
 
 
-def _build_directory(name: str) -> Path:
-    from torch.utils.cpp_extension import _get_build_directory
-    return Path(_get_build_directory(name, verbose=False))
+def _library_folder(name: str) -> Path:
+    """Where the kernel is built and kept: edvr's cache folder (see models.download), not torch's,
+    so that loading a built kernel never imports torch's extension builder."""
+    return default_cache_dir() / "kernels" / name
 
 
 @functools.cache
@@ -45,16 +49,19 @@ def _load() -> bool:
     """Load the kernel, building it first where it was never built; False where it cannot be."""
     name = _extension_name()
     try:
-        library = _build_directory(name) / f"{name}.so"
+        folder = _library_folder(name)
+        library = folder / f"{name}.so"
         if library.is_file():
             torch.ops.load_library(str(library))
             return True
         print("edvr: building the CPU deformable-convolution kernel (once per machine, about 10 s)",
               file=sys.stderr, flush=True)
         from torch.utils.cpp_extension import load
-        load(name, [str(SOURCE)], extra_cflags=["-O3"], is_python_module=False, verbose=False)
+        folder.mkdir(parents=True, exist_ok=True)
+        load(name, [str(SOURCE)], extra_cflags=["-O3"], build_directory=str(folder), is_python_module=False,
+             verbose=False)
         return True
-    except Exception as error:  # no compiler, no ninja, a read-only home, ...
+    except Exception as error:  # no compiler, no ninja, a read-only cache folder, ...
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         warnings.warn(f"the CPU deformable-convolution kernel could not be built ({first_line[:200]}); "
                       "using the slower pure-PyTorch one", RuntimeWarning, stacklevel=3)

@@ -91,7 +91,7 @@ def test_float32_edvr_m_sizes_agree_with_the_reference():
 def test_a_kernel_that_cannot_be_built_warns_once_and_the_pytorch_dcn_runs(monkeypatch, tmp_path):
     broken = tmp_path / "dcn_native.cpp"
     broken.write_text("this is not C++\n")
-    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "extensions"))
+    monkeypatch.setenv("EDVR_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(dcn_native, "SOURCE", broken)
     dcn_native._load.cache_clear()
     try:
