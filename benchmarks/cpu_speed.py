@@ -99,8 +99,10 @@ def decoded_frames(path: Path, pix_fmt: str = "rgb24") -> np.ndarray:
 
 def enhance_cli(root: Path, clip: Path, output: Path, threads: int, precision: str = "fp32") -> None:
     env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS=str(threads))
+    # Both versions run this checkout's builtin-qe file: the same weights, so the outputs compare.
     subprocess.run([sys.executable, "-m", "edvr_cli", "enhance", str(clip), "-o", str(output), "--overwrite",
-                    "--codec", "ffv1", "--quiet", "--device", "cpu", "--precision", precision],
+                    "--model", str(QE_WEIGHTS), "--codec", "ffv1", "--quiet", "--device", "cpu",
+                    "--precision", precision],
                    check=True, env=env, cwd=root)
 
 

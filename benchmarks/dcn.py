@@ -1,7 +1,9 @@
-"""Time our pure-PyTorch DCNv2 against torchvision's deform_conv2d (when importable).
+"""Time our DCNv2 (the C++ kernel on the CPU, and the PyTorch operations around grid_sample that
+run where it cannot be built) against torchvision's deform_conv2d (when importable).
 
 One DCN layer as EDVR's PCD alignment uses it: 64 channels, 8 deformable groups, 3x3 kernel,
-on a 180x320 feature map (an EDVR-M L1 map of a 180x320 frame), batch 1, float32.
+on a 180x320 feature map (an EDVR-M L1 map of a 180x320 frame), batch 1, float32. Ours get
+channels_last tensors, as EDVR gives them on the CPU; torchvision gets the default layout.
 
     python benchmarks/dcn.py [--device cpu] [--repeats 5]
 """
@@ -9,11 +11,13 @@ on a 180x320 feature map (an EDVR-M L1 map of a 180x320 frame), batch 1, float32
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
 import torch
 
+from models import dcn_native
 from models.dcn import modulated_deform_conv2d, torchvision_available
 
 
@@ -28,7 +32,16 @@ def make_inputs(device, channels=64, groups=8, height=180, width=320, seed=0):
 
 
 def ours(x, offset, mask, weight, bias):
+    if x.device.type == "cpu":
+        x, offset, mask = (t.contiguous(memory_format=torch.channels_last) for t in (x, offset, mask))
     return modulated_deform_conv2d(x, offset, mask, weight, bias, 1, 1, 1)
+
+
+def ours_with_kernel(use_kernel: bool):
+    def run(*inputs):
+        os.environ[dcn_native.DISABLE_VARIABLE] = "1" if use_kernel else "0"
+        return ours(*inputs)
+    return run
 
 
 def theirs(x, offset, mask, weight, bias):
@@ -63,11 +76,15 @@ def main():
     args = parser.parse_args()
     inputs = make_inputs(args.device)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}")
-    implementations = {"ours (grid_sample)": ours}
+    implementations = {"ours, PyTorch ops (grid_sample)": ours_with_kernel(False)}
+    if args.device == "cpu" and dcn_native.available():
+        implementations = {"ours, C++ kernel": ours_with_kernel(True), **implementations}
+        kernel, ops = (ours_with_kernel(flag)(*inputs) for flag in (True, False))
+        print(f"max |C++ kernel - PyTorch ops| = {(kernel - ops).abs().max().item():.2e}")
     if torchvision_available():
         import torchvision
         implementations[f"torchvision {torchvision.__version__}"] = theirs
-        diff = (ours(*inputs) - theirs(*inputs)).abs().max().item()
+        diff = (ours_with_kernel(True)(*inputs) - theirs(*inputs)).abs().max().item()
         print(f"max |ours - torchvision| = {diff:.2e}")
     else:
         print("torchvision not importable: timing ours only")
