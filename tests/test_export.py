@@ -181,7 +181,7 @@ def test_fp16_export_halves_the_convolutions(tmp_path, frames):
     types = {init.data_type for init in model.graph.initializer if init.name in conv_weights}
     assert types == {onnx.TensorProto.FLOAT16} and info.metadata["precision"] == "fp16"
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # I/O stays fp32
-    x = windows(frames, 3, 40, 56)
+    x = windows(frames, network.num_frame, 40, 56)
     fp32 = torch_run(network, x)
     # ONNX Runtime's CPU provider has no fp16 convolution: it computes in float32, so only the
     # graph is checked here; PyTorch's own fp16 convolutions bound the arithmetic's error
@@ -338,7 +338,7 @@ def test_onnx_model_is_a_module_the_runner_can_move_and_copy(exported):
     import copy
 
     model = load_onnx_model(exported["builtin-sr4"][0])
-    assert isinstance(model, OnnxEDVR) and (model.scale, model.num_frame, model.size_multiple) == (4, 3, 4)
+    assert isinstance(model, OnnxEDVR) and (model.scale, model.num_frame, model.size_multiple) == (4, 5, 4)
     assert next(model.parameters(), None) is None  # ModelRunner then computes in float32
     twin = copy.deepcopy(model)
     twin.scale_residual(0.5)

@@ -288,7 +288,7 @@ def test_models_command_lists_the_registry(tmp_path):
     # the bundled weights come first, marked as such, with their own architecture
     lines = result.output.splitlines()
     assert lines[1].split()[:5] == ["builtin-qe", "qe-x265-qp37", "x1", "3", "0.3"]
-    assert lines[2].split()[:5] == ["builtin-sr4", "sr-x4", "x4", "3", "1.4"]
+    assert lines[2].split()[:5] == ["builtin-sr4", "sr-x4", "x4", "5", "1.6"]
     assert lines[1].endswith("bundled") and "+0.175 dB vs QP37 input" in lines[1]
     assert [(row["name"], row["scale"]) for row in listed["bundled"]] == [("builtin-qe", 1), ("builtin-sr4", 4)]
 
