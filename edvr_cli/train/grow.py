@@ -15,9 +15,10 @@ import torch
 
 from models import EDVR
 from models.checkpoint import model_config
+from models.errors import EdvrError
 
 
-class GrowError(ValueError):
+class GrowError(EdvrError, ValueError):
     """A growth this network cannot take without changing its output."""
 
 
