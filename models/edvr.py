@@ -319,8 +319,12 @@ class EDVR(nn.Module):
     def _forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """`forward` of frames whose size is already a multiple of `size_multiple`."""
         n, t, c, h, w = x.shape
-        pyramid = [feat.reshape(n, t, *feat.shape[1:]) for feat in self.frame_features(x.reshape(-1, c, h, w))]
-        return self.fuse([[level[:, frame_idx] for level in pyramid] for frame_idx in range(t)],
+        # Frame-major batch, so that each frame's features over the n windows are one dense block:
+        # in channels_last a window-major slice would be strided, and the layers after it (cat,
+        # convolutions) would fall back to the slower default layout.
+        frames = x.transpose(0, 1).reshape(-1, c, h, w)
+        pyramid = [feat.reshape(t, n, *feat.shape[1:]) for feat in self.frame_features(frames)]
+        return self.fuse([[level[frame_idx] for level in pyramid] for frame_idx in range(t)],
                          x[:, self.center_frame_idx])
 
     def fuse(self, frame_features: list[list[torch.Tensor]], x_center: torch.Tensor) -> torch.Tensor:
