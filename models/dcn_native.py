@@ -102,7 +102,8 @@ def _weight_rows(weight: torch.Tensor) -> torch.Tensor:
     return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
 
 
-def _matmul_into(target: torch.Tensor, left: torch.Tensor, right: torch.Tensor, bias: torch.Tensor | None) -> None:
+def matmul_into(target: torch.Tensor, left: torch.Tensor, right: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """target = left @ right (+ bias, added by the BLAS call). Both DCN implementations use it."""
     if bias is None:
         torch.mm(left, right, out=target)
     else:
@@ -124,7 +125,7 @@ class _NativeDCN(torch.autograd.Function):
         # Written into a channels_last tensor of its own: a view returned from here could not be
         # modified in place later (EDVR's in-place activations follow DCNs).
         out = torch.empty(n, weight.shape[0], h_out, w_out, dtype=x.dtype, memory_format=torch.channels_last)
-        _matmul_into(out.permute(0, 2, 3, 1).view(-1, weight.shape[0]), columns, _weight_rows(weight).t(), bias)
+        matmul_into(out.permute(0, 2, 3, 1).view(-1, weight.shape[0]), columns, _weight_rows(weight).t(), bias)
         ctx.save_for_backward(padded, offset_nhwc, mask_nhwc, weight, columns)
         ctx.geometry, ctx.has_bias = geometry, bias is not None
         return out
@@ -166,7 +167,7 @@ def _forward_in_bands(x, offset, mask, weight, bias, geometry, band_bytes: int) 
             bottom = min(top + band, h_out)
             columns = buffer[:(bottom - top) * w_out * width].view(-1, width)
             torch.ops.edvr_dcn.im2col(padded, offset_nhwc, mask_nhwc, columns, geometry, b, top, bottom)
-            _matmul_into(out[b, top:bottom].view(-1, out.shape[-1]), columns, rows_t, bias)
+            matmul_into(out[b, top:bottom].view(-1, out.shape[-1]), columns, rows_t, bias)
     return out.permute(0, 3, 1, 2)
 
 

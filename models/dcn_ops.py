@@ -221,16 +221,8 @@ def _deform_conv_pixel_major(x: torch.Tensor, offset: torch.Tensor, mask: torch.
             sampled = sample(rows, slice(b, b + 1))
             # the layout change and the mask multiply in one pass, into the reused buffer
             columns = torch.mul(sampled, mask[b:b + 1, rows], out=buffer[:sampled.numel()].view(sampled.shape))
-            _add_bias_matmul_into(out[b, rows].view(-1, c_out), bias, columns.view(-1, c_in * num_taps), weight_t)
+            dcn_native.matmul_into(out[b, rows].view(-1, c_out), columns.view(-1, c_in * num_taps), weight_t, bias)
     return out.permute(0, 3, 1, 2).to(x.dtype)
-
-
-def _add_bias_matmul_into(out: torch.Tensor, bias: torch.Tensor | None, left: torch.Tensor,
-                          right: torch.Tensor) -> None:
-    if bias is None:
-        torch.mm(left, right, out=out)
-    else:
-        torch.addmm(bias, left, right, out=out)
 
 
 def _deform_conv_planar(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
