@@ -42,6 +42,8 @@ def test_a_grown_network_computes_what_the_old_one_did_on_the_centre_frames(fram
 def test_growths_that_would_change_the_output_are_refused():
     with pytest.raises(GrowError, match="no-TSA"):
         grow(_trained_looking(num_frame=5, with_tsa=True), num_frame=7)
+    with pytest.raises(GrowError, match="non-local attention"):
+        grow(_trained_looking(nonlocal_attn=True), num_frame=5)
     with pytest.raises(GrowError, match="two at a time"):
         grow(_trained_looking(), num_frame=4)
     with pytest.raises(GrowError, match="only grow"):

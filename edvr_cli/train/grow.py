@@ -1,7 +1,7 @@
 """Grow a trained EDVR without changing what it computes, so a longer run can start from it with
 more capacity: more input frames, more reconstruction blocks.
 
-- Frames (no-TSA networks): PCD alignment's weights are shared by all frames, so only the 1x1
+- Frames (no-TSA networks without non-local attention): PCD alignment's weights are shared by all frames, so only the 1x1
   fusion convolution sees the frame count; the old frames keep their weights at the centre of
   the new window and the added outer frames get zero weights.
 - Reconstruction blocks (plain residual blocks): the added blocks come after the old ones with
@@ -33,9 +33,10 @@ def grow(model: EDVR, num_frame: int | None = None, num_reconstruct_block: int |
     num_reconstruct_block = old_blocks if num_reconstruct_block is None else num_reconstruct_block
     if num_frame < old_frames or num_reconstruct_block < old_blocks:
         raise GrowError("a network can only grow: fewer frames or blocks would drop trained weights")
-    if num_frame != old_frames and (config["with_tsa"] or (num_frame - old_frames) % 2
+    if num_frame != old_frames and (config["with_tsa"] or config["nonlocal_attn"] or (num_frame - old_frames) % 2
                                     or config.get("center_frame_idx", old_frames // 2) != old_frames // 2):
-        raise GrowError("frames can be added to a no-TSA network with a centred window, two at a time")
+        raise GrowError("frames can be added to a no-TSA network without non-local attention, with a "
+                        "centred window, two at a time")
     if num_reconstruct_block != old_blocks and config["car"]:
         raise GrowError("reconstruction blocks with channel attention (car) cannot start as the identity")
 
