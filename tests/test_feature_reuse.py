@@ -113,3 +113,18 @@ def test_frames_are_recognised_by_value_and_only_the_latest_are_kept():
     assert computed == [2]  # the second call found both frames
     cache.release()  # keeps the 2 frames used last (c, a): b is forgotten
     assert cache.frame_ids(torch.stack([b])[None]) == [[3]]
+
+
+def test_a_network_whose_centre_is_not_the_middle_frame_gets_the_same_output_reusing_features():
+    # The network adds its centre frame to what it computes; the runner must take the centre
+    # the network names, not the middle of the window.
+    torch.manual_seed(1)
+    model = EDVR(num_feat=8, num_frame=5, deformable_groups=2, num_extract_block=1, num_reconstruct_block=1,
+                 center_frame_idx=1, with_tsa=False, hr_in=True).eval()
+    clip = torch.from_numpy(_city_frames(5, (32, 48))).permute(0, 3, 1, 2).float() / 255
+    window = clip[None]
+    plain = ModelRunner(model, reuse_features=False).restore(window)
+    reusing = ModelRunner(model).restore(window.clone())
+    assert (reusing - plain).abs().max().item() <= 1e-5
+    # and the plain forward's output really follows frame 1, not frame 2
+    assert (plain - window[:, 1]).abs().mean() < (plain - window[:, 2]).abs().mean()

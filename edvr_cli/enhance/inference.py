@@ -11,10 +11,10 @@ When the device runs out of memory, the same windows are run again with tiles ha
 rest of the video and the caller is told once per such episode.
 
 Each frame is in `num_frame` consecutive windows. For a network that splits into per-frame layers
-and the rest (`frame_features`, `fuse` and `pad_to_multiple`, as EDVR does), the runner keeps
-the latest frames' per-frame features (`FrameFeatureCache`, per tile and ensemble transform) and
-runs each frame through those layers once instead of once per window (`reuse_features=True`, the
-default). The outputs are those of the plain forward.
+and the rest (`frame_features`, `fuse`, `pad_to_multiple` and `center_frame_idx`, as EDVR does),
+the runner keeps the latest frames' per-frame features (`FrameFeatureCache`, per tile and
+ensemble transform) and runs each frame through those layers once instead of once per window
+(`reuse_features=True`, the default). The outputs are those of the plain forward.
 
 On the CPU the runner asks glibc's malloc to keep freed memory for reuse
 (`edvr_cli.host_memory`): the network's full-resolution tensors are otherwise mapped and zeroed
@@ -176,7 +176,8 @@ class ModelRunner:
         parameter = next(model.parameters(), None)
         self.dtype = parameter.dtype if parameter is not None else torch.float32
         self.compiled = _compiled(self.model, compile, self.notify) if compile else None
-        splits = all(hasattr(model, name) for name in ("frame_features", "fuse", "pad_to_multiple"))
+        splits = all(hasattr(model, name)
+                     for name in ("frame_features", "fuse", "pad_to_multiple", "center_frame_idx"))
         self.feature_cache = FrameFeatureCache(self.num_frame) if reuse_features and splits else None
 
     def _autocast(self):
@@ -202,7 +203,7 @@ class ModelRunner:
         h, w = frames.shape[-2:]
         padded = self.model.pad_to_multiple(frames)
         pyramids = self.feature_cache.pyramids(frame_ids, context, padded, self._frame_features)
-        out = self.model.fuse(pyramids, padded[:, self.num_frame // 2])
+        out = self.model.fuse(pyramids, padded[:, self.model.center_frame_idx])
         return out[:, :, : h * self.scale, : w * self.scale]
 
     def _frame_features(self, frames: torch.Tensor) -> list[torch.Tensor]:

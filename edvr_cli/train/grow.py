@@ -33,7 +33,8 @@ def grow(model: EDVR, num_frame: int | None = None, num_reconstruct_block: int |
     num_reconstruct_block = old_blocks if num_reconstruct_block is None else num_reconstruct_block
     if num_frame < old_frames or num_reconstruct_block < old_blocks:
         raise GrowError("a network can only grow: fewer frames or blocks would drop trained weights")
-    if num_frame != old_frames and (config["with_tsa"] or config["nonlocal_attn"] or (num_frame - old_frames) % 2
+    if num_frame != old_frames and (config["with_tsa"] or config["nonlocal_attn"]
+                                    or (num_frame - old_frames) % 2
                                     or config.get("center_frame_idx", old_frames // 2) != old_frames // 2):
         raise GrowError("frames can be added to a no-TSA network without non-local attention, with a "
                         "centred window, two at a time")
