@@ -6,9 +6,10 @@
 //
 // The input comes padded by two zero pixels on every side, so the four corners of any sample
 // are always inside the buffer: a corner outside the image reads a zero, and a sample entirely
-// outside is moved to (-2, -2), where all four corners are zeros. Each output row's sampling
-// positions are first turned into corner indices and bilinear fractions in one loop the compiler
-// vectorises; the per-channel loop then only gathers (or scatters) with them.
+// outside is moved into that border, where all four corners are zeros. Each output row's
+// sampling positions are first turned into corner indices and bilinear weights in one
+// branch-free loop the compiler vectorises; the per-channel work then only gathers (or
+// scatters) with them, one 16-byte vector of channels at a time where the group width allows.
 #include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -34,51 +35,93 @@ Geometry geometry(const at::Tensor& x_padded, const at::Tensor& offset, at::IntA
                conv[2], conv[3], conv[4], conv[5], conv[6], conv[7], offset.size(1), offset.size(2)};
   geo.groups = offset.size(3) / (2 * geo.taps());
   TORCH_CHECK(geo.groups > 0 && geo.channels % geo.groups == 0, "offset channels do not fit the kernel");
+  TORCH_CHECK(x_padded.size(1) * x_padded.size(2) < (int64_t(1) << 31), "image too large for the DCN kernel");
   return geo;
 }
 
-// Where each sample of one output row reads: the padded-buffer index of its top-left corner
-// (channel 0) and its fractional position (fy, fx) between the corners.
+// For `count` samples (one output row): the padded-buffer pixel index of each sample's top-left
+// corner, its fractional position (fy, fx) between the corners, and its four corners' bilinear
+// weights times the mask (top-left, top-right, bottom-left, bottom-right). A free function with
+// restrict pointers, so that the loop vectorises.
+template <typename T>
+void locate_samples(int64_t count, const T* __restrict ty, const T* __restrict tx, const T* __restrict off,
+                    const T* __restrict mask, T y_base, T y_last, T x_last, int32_t row_pixels,
+                    int32_t* __restrict c, T* __restrict py, T* __restrict px, T* __restrict a0,
+                    T* __restrict a1, T* __restrict a2, T* __restrict a3) {
+  for (int64_t j = 0; j < count; ++j) {
+    T y = y_base + ty[j] + off[2 * j];
+    T x = tx[j] + off[2 * j + 1];
+    // A sample outside the image (y <= -1 or y >= height, the same for x) is moved into the
+    // zero border, where its four corners read zeros and pass no gradient: to at least -2, at
+    // most half a pixel past the last row or column. Written as selects so that the loop
+    // vectorises; a NaN position goes to -2.
+    y = T(-kPad) < y ? y : T(-kPad);
+    y = y < y_last ? y : y_last;
+    x = T(-kPad) < x ? x : T(-kPad);
+    x = x < x_last ? x : x_last;
+    // y, x >= -2: truncation of y + 2 is its floor.
+    const int32_t y0 = static_cast<int32_t>(y + T(kPad)), x0 = static_cast<int32_t>(x + T(kPad));
+    const T dy = y + T(kPad) - T(y0), dx = x + T(kPad) - T(x0);
+    const T m = mask[j];
+    py[j] = dy;
+    px[j] = dx;
+    a0[j] = (T(1) - dy) * (T(1) - dx) * m;
+    a1[j] = (T(1) - dy) * dx * m;
+    a2[j] = dy * (T(1) - dx) * m;
+    a3[j] = dy * dx * m;
+    c[j] = y0 * row_pixels + x0;
+  }
+}
+
+// Where the samples of one output row read (see locate_samples), ordered (pixel, group, tap).
 template <typename T>
 struct RowSamples {
-  std::vector<int64_t> corner;
-  std::vector<T> fy, fx;
-  std::vector<T> tap_y, tap_x;  // undeformed offsets of each (group, tap) from the output pixel
+  std::vector<int32_t> corner;
+  std::vector<T> w0, w1, w2, w3, fy, fx;
+  std::vector<T> tap_y, tap_x;  // undeformed position of each (pixel, group, tap) sample, row-relative
 
   explicit RowSamples(const Geometry& geo)
-      : corner(geo.out_w * geo.samples_per_pixel()), fy(corner.size()), fx(corner.size()),
-        tap_y(geo.samples_per_pixel()), tap_x(geo.samples_per_pixel()) {
-    for (int64_t g = 0, j = 0; g < geo.groups; ++g)
-      for (int64_t ky = 0; ky < geo.kh; ++ky)
-        for (int64_t kx = 0; kx < geo.kw; ++kx, ++j) {
-          tap_y[j] = T(ky * geo.dil_h - geo.pad_h);
-          tap_x[j] = T(kx * geo.dil_w - geo.pad_w);
-        }
+      : corner(geo.out_w * geo.samples_per_pixel()), w0(corner.size()), w1(corner.size()), w2(corner.size()),
+        w3(corner.size()), fy(corner.size()), fx(corner.size()), tap_y(corner.size()), tap_x(corner.size()) {
+    for (int64_t ox = 0, j = 0; ox < geo.out_w; ++ox)
+      for (int64_t g = 0; g < geo.groups; ++g)
+        for (int64_t ky = 0; ky < geo.kh; ++ky)
+          for (int64_t kx = 0; kx < geo.kw; ++kx, ++j) {
+            tap_y[j] = T(ky * geo.dil_h - geo.pad_h);
+            tap_x[j] = T(ox * geo.stride_w + kx * geo.dil_w - geo.pad_w);
+          }
   }
 
-  void locate(const Geometry& geo, const T* row_offset, int64_t oy) {
-    const int64_t per_pixel = geo.samples_per_pixel();
-    const T height = T(geo.height), width = T(geo.width);
-    const int64_t row_stride = geo.padded_width() * geo.channels;
-    for (int64_t ox = 0; ox < geo.out_w; ++ox) {
-      const T y_base = T(oy * geo.stride_h), x_base = T(ox * geo.stride_w);
-      const T* pixel_offset = row_offset + ox * per_pixel * 2;
-      const int64_t first = ox * per_pixel;
-      for (int64_t j = 0; j < per_pixel; ++j) {
-        T y = y_base + tap_y[j] + pixel_offset[2 * j];
-        T x = x_base + tap_x[j] + pixel_offset[2 * j + 1];
-        const bool inside = y > T(-1) && x > T(-1) && y < height && x < width;
-        y = inside ? y : T(-kPad);
-        x = inside ? x : T(-kPad);
-        // y, x >= -2: truncation of y + 2 is its floor.
-        const int64_t y0 = static_cast<int64_t>(y + T(kPad)), x0 = static_cast<int64_t>(x + T(kPad));
-        fy[first + j] = y + T(kPad) - T(y0);
-        fx[first + j] = x + T(kPad) - T(x0);
-        corner[first + j] = y0 * row_stride + x0 * geo.channels;
-      }
-    }
+  // mask: the row's modulation scalars, folded into the weights.
+  void locate(const Geometry& geo, const T* row_offset, const T* mask, int64_t oy) {
+    locate_samples<T>(static_cast<int64_t>(corner.size()), tap_y.data(), tap_x.data(), row_offset, mask,
+                      T(oy * geo.stride_h), T(geo.height) + T(0.5), T(geo.width) + T(0.5),
+                      static_cast<int32_t>(geo.padded_width()), corner.data(), fy.data(), fx.data(), w0.data(),
+                      w1.data(), w2.data(), w3.data());
   }
 };
+
+// One sample of im2col: out[ch] = the four corners' values (rows v0 and v2, the right-hand
+// corners `channels` further on) weighted by w0..w3.
+template <typename T, int PG>
+inline void blend_corners(const T* __restrict v0, const T* __restrict v2, T* __restrict out, int64_t channels,
+                          int64_t per_group, T w0, T w1, T w2, T w3) {
+#if defined(__GNUC__)
+  constexpr int kLanes = 16 / sizeof(T);
+  if constexpr (PG > 0 && PG % kLanes == 0) {
+    typedef T Lanes __attribute__((vector_size(16), aligned(sizeof(T))));
+    for (int ch = 0; ch < PG; ch += kLanes)
+      *reinterpret_cast<Lanes*>(out + ch) = w0 * *reinterpret_cast<const Lanes*>(v0 + ch) +
+                                            w1 * *reinterpret_cast<const Lanes*>(v0 + channels + ch) +
+                                            w2 * *reinterpret_cast<const Lanes*>(v2 + ch) +
+                                            w3 * *reinterpret_cast<const Lanes*>(v2 + channels + ch);
+    return;
+  }
+#endif
+  const int64_t width = PG > 0 ? PG : per_group;
+  for (int64_t ch = 0; ch < width; ++ch)
+    out[ch] = w0 * v0[ch] + w1 * v0[ch + channels] + w2 * v2[ch] + w3 * v2[ch + channels];
+}
 
 template <typename T, int PG>
 void im2col_rows(const T* x, const T* offset, const T* mask, T* columns, const Geometry& geo, int64_t batch,
@@ -91,26 +134,76 @@ void im2col_rows(const T* x, const T* offset, const T* mask, T* columns, const G
     RowSamples<T> samples(geo);
     for (int64_t oy = begin; oy < end; ++oy) {
       const int64_t first_pixel = (batch * geo.out_h + oy) * geo.out_w;
-      samples.locate(geo, offset + first_pixel * per_pixel * 2, oy);
-      const T* row_mask = mask + first_pixel * per_pixel;
+      samples.locate(geo, offset + first_pixel * per_pixel * 2, mask + first_pixel * per_pixel, oy);
       for (int64_t ox = 0; ox < geo.out_w; ++ox) {
         T* row = columns + ((oy - row_begin) * geo.out_w + ox) * taps * channels;
         for (int64_t g = 0; g < geo.groups; ++g) {
           for (int64_t k = 0; k < taps; ++k) {
             const int64_t j = ox * per_pixel + g * taps + k;
-            const T fy = samples.fy[j], fx = samples.fx[j], m = row_mask[j];
-            const T w0 = (T(1) - fy) * (T(1) - fx) * m, w1 = (T(1) - fy) * fx * m;
-            const T w2 = fy * (T(1) - fx) * m, w3 = fy * fx * m;
-            const T* v0 = image + samples.corner[j] + g * per_group;
-            const T* v2 = v0 + below;
-            T* out = row + k * channels + g * per_group;
-            for (int64_t ch = 0; ch < per_group; ++ch)
-              out[ch] = w0 * v0[ch] + w1 * v0[ch + channels] + w2 * v2[ch] + w3 * v2[ch + channels];
+            const T w0 = samples.w0[j], w1 = samples.w1[j], w2 = samples.w2[j], w3 = samples.w3[j];
+            const T* v0 = image + static_cast<int64_t>(samples.corner[j]) * channels + g * per_group;
+            blend_corners<T, PG>(v0, v0 + below, row + k * channels + g * per_group, channels, per_group,
+                                 w0, w1, w2, w3);
           }
         }
       }
     }
   });
+}
+
+// One sample's share of col2im: its gradient row `grad` goes to the four corners (weights
+// w0..w3, mask included) of grad_image, and sums[k] = grad . value of corner k.
+template <typename T, int PG>
+inline void scatter_and_correlate(const T* __restrict grad, const T* __restrict v0, T* __restrict g0,
+                                  int64_t channels, int64_t below, int64_t per_group, T w0, T w1, T w2, T w3,
+                                  T* __restrict sums) {
+  const T* __restrict v2 = v0 + below;
+  T* __restrict g2 = g0 + below;
+#if defined(__GNUC__)
+  constexpr int kLanes = 16 / sizeof(T);
+  if constexpr (PG > 0 && PG % kLanes == 0) {
+    // 16-byte vectors (GCC/Clang vector extensions) over the group's channels.
+    typedef T Lanes __attribute__((vector_size(16), aligned(sizeof(T))));
+    Lanes s0{}, s1{}, s2{}, s3{};
+    for (int ch = 0; ch < PG; ch += kLanes) {
+      const Lanes gc = *reinterpret_cast<const Lanes*>(grad + ch);
+      s0 += gc * *reinterpret_cast<const Lanes*>(v0 + ch);
+      s1 += gc * *reinterpret_cast<const Lanes*>(v0 + channels + ch);
+      s2 += gc * *reinterpret_cast<const Lanes*>(v2 + ch);
+      s3 += gc * *reinterpret_cast<const Lanes*>(v2 + channels + ch);
+      *reinterpret_cast<Lanes*>(g0 + ch) += gc * w0;
+      *reinterpret_cast<Lanes*>(g0 + channels + ch) += gc * w1;
+      *reinterpret_cast<Lanes*>(g2 + ch) += gc * w2;
+      *reinterpret_cast<Lanes*>(g2 + channels + ch) += gc * w3;
+    }
+    T total[4] = {0, 0, 0, 0};
+    for (int lane = 0; lane < kLanes; ++lane) {
+      total[0] += s0[lane];
+      total[1] += s1[lane];
+      total[2] += s2[lane];
+      total[3] += s3[lane];
+    }
+    for (int k = 0; k < 4; ++k) sums[k] = total[k];
+    return;
+  }
+#endif
+  const int64_t width = PG > 0 ? PG : per_group;
+  T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (int64_t ch = 0; ch < width; ++ch) {
+    const T gc = grad[ch];
+    s0 += gc * v0[ch];
+    s1 += gc * v0[ch + channels];
+    s2 += gc * v2[ch];
+    s3 += gc * v2[ch + channels];
+    g0[ch] += gc * w0;
+    g0[ch + channels] += gc * w1;
+    g2[ch] += gc * w2;
+    g2[ch + channels] += gc * w3;
+  }
+  sums[0] = s0;
+  sums[1] = s1;
+  sums[2] = s2;
+  sums[3] = s3;
 }
 
 template <typename T, int PG>
@@ -123,10 +216,12 @@ void col2im_image(const T* x, const T* offset, const T* mask, const T* grad_colu
   const T* image = x + batch * image_size;
   T* grad_image = grad_x + batch * image_size;
   RowSamples<T> samples(geo);
+  std::vector<T> row_sums(4 * geo.out_w * per_pixel);
+  T* sums = row_sums.data();
   for (int64_t oy = 0; oy < geo.out_h; ++oy) {
     const int64_t first_pixel = (batch * geo.out_h + oy) * geo.out_w;
-    samples.locate(geo, offset + first_pixel * per_pixel * 2, oy);
     const T* row_mask = mask + first_pixel * per_pixel;
+    samples.locate(geo, offset + first_pixel * per_pixel * 2, row_mask, oy);
     T* row_grad_offset = grad_offset + first_pixel * per_pixel * 2;
     T* row_grad_mask = grad_mask + first_pixel * per_pixel;
     for (int64_t ox = 0; ox < geo.out_w; ++ox) {
@@ -134,32 +229,24 @@ void col2im_image(const T* x, const T* offset, const T* mask, const T* grad_colu
       for (int64_t g = 0; g < geo.groups; ++g) {
         for (int64_t k = 0; k < taps; ++k) {
           const int64_t j = ox * per_pixel + g * taps + k;
-          const T fy = samples.fy[j], fx = samples.fx[j], m = row_mask[j];
           const T* grad = row + k * channels + g * per_group;
-          const T* v0 = image + samples.corner[j] + g * per_group;
-          const T* v2 = v0 + below;
-          T* g0 = grad_image + samples.corner[j] + g * per_group;
-          T* g2 = g0 + below;
-          const T w0 = (T(1) - fy) * (T(1) - fx), w1 = (T(1) - fy) * fx, w2 = fy * (T(1) - fx), w3 = fy * fx;
-          // Per-corner sums of gradient x value give the mask's and both coordinates' gradients.
-          T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-          for (int64_t ch = 0; ch < per_group; ++ch) {
-            const T gc = grad[ch];
-            s0 += gc * v0[ch];
-            s1 += gc * v0[ch + channels];
-            s2 += gc * v2[ch];
-            s3 += gc * v2[ch + channels];
-            const T gm = gc * m;
-            g0[ch] += gm * w0;
-            g0[ch + channels] += gm * w1;
-            g2[ch] += gm * w2;
-            g2[ch + channels] += gm * w3;
-          }
-          row_grad_mask[j] = w0 * s0 + w1 * s1 + w2 * s2 + w3 * s3;
-          row_grad_offset[2 * j] = m * ((T(1) - fx) * (s2 - s0) + fx * (s3 - s1));
-          row_grad_offset[2 * j + 1] = m * ((T(1) - fy) * (s1 - s0) + fy * (s3 - s2));
+          const int64_t corner = static_cast<int64_t>(samples.corner[j]) * channels + g * per_group;
+          T* g0 = grad_image + corner;
+          scatter_and_correlate<T, PG>(grad, image + corner, g0, channels, below, per_group, samples.w0[j],
+                                       samples.w1[j], samples.w2[j], samples.w3[j], sums + 4 * j);
         }
       }
+    }
+    // The mask's and both coordinates' gradients from the per-corner sums, for the whole row.
+    const T* __restrict fy = samples.fy.data();
+    const T* __restrict fx = samples.fx.data();
+    const int64_t count = geo.out_w * per_pixel;
+    for (int64_t j = 0; j < count; ++j) {
+      const T s0 = sums[4 * j], s1 = sums[4 * j + 1], s2 = sums[4 * j + 2], s3 = sums[4 * j + 3];
+      const T y = fy[j], x = fx[j], m = row_mask[j];
+      row_grad_mask[j] = (T(1) - y) * ((T(1) - x) * s0 + x * s1) + y * ((T(1) - x) * s2 + x * s3);
+      row_grad_offset[2 * j] = m * ((T(1) - x) * (s2 - s0) + x * (s3 - s1));
+      row_grad_offset[2 * j + 1] = m * ((T(1) - y) * (s1 - s0) + y * (s3 - s2));
     }
   }
 }
