@@ -14,7 +14,22 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
+#include <cstdlib>
+#include <cstring>
+#include <string>
 #include <vector>
+
+// On x86 with GCC or Clang the row loops are also built for AVX2 with FMA and chosen at run time
+// (EDVR_DCN_ISA=portable forces the portable build). The helpers are always inlined, so each
+// build compiles them for its own instruction set.
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define EDVR_DCN_X86 1
+#endif
+#if defined(__GNUC__)
+#define EDVR_INLINE inline __attribute__((always_inline))
+#else
+#define EDVR_INLINE inline
+#endif
 
 namespace {
 
@@ -44,7 +59,7 @@ Geometry geometry(const at::Tensor& x_padded, const at::Tensor& offset, at::IntA
 // weights times the mask (top-left, top-right, bottom-left, bottom-right). A free function with
 // restrict pointers, so that the loop vectorises.
 template <typename T>
-void locate_samples(int64_t count, const T* __restrict ty, const T* __restrict tx, const T* __restrict off,
+EDVR_INLINE void locate_samples(int64_t count, const T* __restrict ty, const T* __restrict tx, const T* __restrict off,
                     const T* __restrict mask, T y_base, T y_last, T x_last, int32_t row_pixels,
                     int32_t* __restrict c, T* __restrict py, T* __restrict px, T* __restrict a0,
                     T* __restrict a1, T* __restrict a2, T* __restrict a3) {
@@ -93,7 +108,7 @@ struct RowSamples {
   }
 
   // mask: the row's modulation scalars, folded into the weights.
-  void locate(const Geometry& geo, const T* row_offset, const T* mask, int64_t oy) {
+  EDVR_INLINE void locate(const Geometry& geo, const T* row_offset, const T* mask, int64_t oy) {
     locate_samples<T>(static_cast<int64_t>(corner.size()), tap_y.data(), tap_x.data(), row_offset, mask,
                       T(oy * geo.stride_h), T(geo.height) + T(0.5), T(geo.width) + T(0.5),
                       static_cast<int32_t>(geo.padded_width()), corner.data(), fy.data(), fx.data(), w0.data(),
@@ -101,15 +116,24 @@ struct RowSamples {
   }
 };
 
+// The vector width (GCC/Clang vector extensions) for a group of PG channels: VB bytes (the
+// build's widest) or 16 where the group fills whole vectors of that size, else 0 (scalar loop).
+template <typename T, int PG, int VB>
+constexpr int vector_bytes() {
+  if (PG <= 0) return 0;
+  if (PG * sizeof(T) % VB == 0) return VB;
+  return PG * sizeof(T) % 16 == 0 ? 16 : 0;
+}
+
 // One sample of im2col: out[ch] = the four corners' values (rows v0 and v2, the right-hand
 // corners `channels` further on) weighted by w0..w3.
-template <typename T, int PG>
-inline void blend_corners(const T* __restrict v0, const T* __restrict v2, T* __restrict out, int64_t channels,
+template <typename T, int PG, int VB>
+EDVR_INLINE void blend_corners(const T* __restrict v0, const T* __restrict v2, T* __restrict out, int64_t channels,
                           int64_t per_group, T w0, T w1, T w2, T w3) {
 #if defined(__GNUC__)
-  constexpr int kLanes = 16 / sizeof(T);
-  if constexpr (PG > 0 && PG % kLanes == 0) {
-    typedef T Lanes __attribute__((vector_size(16), aligned(sizeof(T))));
+  constexpr int kBytes = vector_bytes<T, PG, VB>(), kLanes = kBytes / sizeof(T);
+  if constexpr (kBytes > 0) {
+    typedef T Lanes __attribute__((vector_size(kBytes), aligned(sizeof(T))));
     for (int ch = 0; ch < PG; ch += kLanes)
       *reinterpret_cast<Lanes*>(out + ch) = w0 * *reinterpret_cast<const Lanes*>(v0 + ch) +
                                             w1 * *reinterpret_cast<const Lanes*>(v0 + channels + ch) +
@@ -123,47 +147,44 @@ inline void blend_corners(const T* __restrict v0, const T* __restrict v2, T* __r
     out[ch] = w0 * v0[ch] + w1 * v0[ch + channels] + w2 * v2[ch] + w3 * v2[ch + channels];
 }
 
-template <typename T, int PG>
-void im2col_rows(const T* x, const T* offset, const T* mask, T* columns, const Geometry& geo, int64_t batch,
-                 int64_t row_begin, int64_t row_end) {
+// im2col of output rows [begin, end) of image `batch` into `columns` (which starts at row_begin).
+template <typename T, int PG, int VB>
+EDVR_INLINE void im2col_band(const T* x, const T* offset, const T* mask, T* columns, const Geometry& geo,
+                             int64_t batch, int64_t row_begin, int64_t begin, int64_t end) {
   const int64_t taps = geo.taps(), per_group = PG > 0 ? PG : geo.channels / geo.groups;
   const int64_t per_pixel = geo.samples_per_pixel(), channels = geo.channels;
   const int64_t below = geo.padded_width() * channels;
   const T* image = x + batch * (geo.height + 2 * kPad) * below;
-  at::parallel_for(row_begin, row_end, 1, [&](int64_t begin, int64_t end) {
-    RowSamples<T> samples(geo);
-    for (int64_t oy = begin; oy < end; ++oy) {
-      const int64_t first_pixel = (batch * geo.out_h + oy) * geo.out_w;
-      samples.locate(geo, offset + first_pixel * per_pixel * 2, mask + first_pixel * per_pixel, oy);
-      for (int64_t ox = 0; ox < geo.out_w; ++ox) {
-        T* row = columns + ((oy - row_begin) * geo.out_w + ox) * taps * channels;
-        for (int64_t g = 0; g < geo.groups; ++g) {
-          for (int64_t k = 0; k < taps; ++k) {
-            const int64_t j = ox * per_pixel + g * taps + k;
-            const T w0 = samples.w0[j], w1 = samples.w1[j], w2 = samples.w2[j], w3 = samples.w3[j];
-            const T* v0 = image + static_cast<int64_t>(samples.corner[j]) * channels + g * per_group;
-            blend_corners<T, PG>(v0, v0 + below, row + k * channels + g * per_group, channels, per_group,
-                                 w0, w1, w2, w3);
-          }
+  RowSamples<T> samples(geo);
+  for (int64_t oy = begin; oy < end; ++oy) {
+    const int64_t first_pixel = (batch * geo.out_h + oy) * geo.out_w;
+    samples.locate(geo, offset + first_pixel * per_pixel * 2, mask + first_pixel * per_pixel, oy);
+    for (int64_t ox = 0; ox < geo.out_w; ++ox) {
+      T* row = columns + ((oy - row_begin) * geo.out_w + ox) * taps * channels;
+      for (int64_t g = 0; g < geo.groups; ++g) {
+        for (int64_t k = 0; k < taps; ++k) {
+          const int64_t j = ox * per_pixel + g * taps + k;
+          const T* v0 = image + static_cast<int64_t>(samples.corner[j]) * channels + g * per_group;
+          blend_corners<T, PG, VB>(v0, v0 + below, row + k * channels + g * per_group, channels, per_group,
+                                   samples.w0[j], samples.w1[j], samples.w2[j], samples.w3[j]);
         }
       }
     }
-  });
+  }
 }
 
 // One sample's share of col2im: its gradient row `grad` goes to the four corners (weights
 // w0..w3, mask included) of grad_image, and sums[k] = grad . value of corner k.
-template <typename T, int PG>
-inline void scatter_and_correlate(const T* __restrict grad, const T* __restrict v0, T* __restrict g0,
+template <typename T, int PG, int VB>
+EDVR_INLINE void scatter_and_correlate(const T* __restrict grad, const T* __restrict v0, T* __restrict g0,
                                   int64_t channels, int64_t below, int64_t per_group, T w0, T w1, T w2, T w3,
                                   T* __restrict sums) {
   const T* __restrict v2 = v0 + below;
   T* __restrict g2 = g0 + below;
 #if defined(__GNUC__)
-  constexpr int kLanes = 16 / sizeof(T);
-  if constexpr (PG > 0 && PG % kLanes == 0) {
-    // 16-byte vectors (GCC/Clang vector extensions) over the group's channels.
-    typedef T Lanes __attribute__((vector_size(16), aligned(sizeof(T))));
+  constexpr int kBytes = vector_bytes<T, PG, VB>(), kLanes = kBytes / sizeof(T);
+  if constexpr (kBytes > 0) {
+    typedef T Lanes __attribute__((vector_size(kBytes), aligned(sizeof(T))));
     Lanes s0{}, s1{}, s2{}, s3{};
     for (int ch = 0; ch < PG; ch += kLanes) {
       const Lanes gc = *reinterpret_cast<const Lanes*>(grad + ch);
@@ -206,8 +227,8 @@ inline void scatter_and_correlate(const T* __restrict grad, const T* __restrict 
   sums[3] = s3;
 }
 
-template <typename T, int PG>
-void col2im_image(const T* x, const T* offset, const T* mask, const T* grad_columns, T* grad_x, T* grad_offset,
+template <typename T, int PG, int VB>
+EDVR_INLINE void col2im_image(const T* x, const T* offset, const T* mask, const T* grad_columns, T* grad_x, T* grad_offset,
                   T* grad_mask, const Geometry& geo, int64_t batch) {
   const int64_t taps = geo.taps(), per_group = PG > 0 ? PG : geo.channels / geo.groups;
   const int64_t per_pixel = geo.samples_per_pixel(), channels = geo.channels;
@@ -232,8 +253,9 @@ void col2im_image(const T* x, const T* offset, const T* mask, const T* grad_colu
           const T* grad = row + k * channels + g * per_group;
           const int64_t corner = static_cast<int64_t>(samples.corner[j]) * channels + g * per_group;
           T* g0 = grad_image + corner;
-          scatter_and_correlate<T, PG>(grad, image + corner, g0, channels, below, per_group, samples.w0[j],
-                                       samples.w1[j], samples.w2[j], samples.w3[j], sums + 4 * j);
+          scatter_and_correlate<T, PG, VB>(grad, image + corner, g0, channels, below, per_group,
+                                           samples.w0[j], samples.w1[j], samples.w2[j], samples.w3[j],
+                                           sums + 4 * j);
         }
       }
     }
@@ -261,16 +283,56 @@ void with_group_width(int64_t per_group, Args&&... args) {
   }
 }
 
+// Each row loop built twice: portable (16-byte vectors, the compiler's baseline instruction set)
+// and, on x86, for AVX2 with FMA (32-byte vectors).
+template <typename T, int PG>
+struct Portable {
+  template <typename... Args>
+  static void im2col(Args... args) { im2col_band<T, PG, 16>(args...); }
+  template <typename... Args>
+  static void col2im(Args... args) { col2im_image<T, PG, 16>(args...); }
+};
+
+#ifdef EDVR_DCN_X86
+template <typename T, int PG>
+struct Avx2 {
+  template <typename... Args>
+  __attribute__((target("avx2,fma"))) static void im2col(Args... args) { im2col_band<T, PG, 32>(args...); }
+  template <typename... Args>
+  __attribute__((target("avx2,fma"))) static void col2im(Args... args) { col2im_image<T, PG, 32>(args...); }
+};
+#endif
+
+// "avx2" or "portable": the build the row loops run in here.
+const char* vector_isa() {
+#ifdef EDVR_DCN_X86
+  const char* forced = std::getenv("EDVR_DCN_ISA");
+  if (forced != nullptr && std::strcmp(forced, "portable") == 0) return "portable";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
+#endif
+  return "portable";
+}
+
 template <typename T, int PG>
 struct Im2col {
   template <typename... Args>
-  static void run(Args... args) { im2col_rows<T, PG>(args...); }
+  static void run(Args... args) {
+#ifdef EDVR_DCN_X86
+    if (std::strcmp(vector_isa(), "avx2") == 0) return Avx2<T, PG>::im2col(args...);
+#endif
+    Portable<T, PG>::im2col(args...);
+  }
 };
 
 template <typename T, int PG>
 struct Col2im {
   template <typename... Args>
-  static void run(Args... args) { col2im_image<T, PG>(args...); }
+  static void run(Args... args) {
+#ifdef EDVR_DCN_X86
+    if (std::strcmp(vector_isa(), "avx2") == 0) return Avx2<T, PG>::col2im(args...);
+#endif
+    Portable<T, PG>::col2im(args...);
+  }
 };
 
 void check_contiguous(std::initializer_list<at::Tensor> tensors) {
@@ -284,9 +346,11 @@ void im2col(const at::Tensor& x_padded, const at::Tensor& offset, const at::Tens
   check_contiguous({x_padded, offset, mask, columns});
   TORCH_CHECK(columns.numel() >= (row_end - row_begin) * geo.out_w * geo.channels * geo.taps(), "columns too small");
   AT_DISPATCH_FLOATING_TYPES(x_padded.scalar_type(), "dcn_im2col", [&] {
-    with_group_width<Im2col, scalar_t>(geo.channels / geo.groups, x_padded.data_ptr<scalar_t>(),
-                                       offset.data_ptr<scalar_t>(), mask.data_ptr<scalar_t>(),
-                                       columns.data_ptr<scalar_t>(), geo, batch, row_begin, row_end);
+    at::parallel_for(row_begin, row_end, 1, [&](int64_t begin, int64_t end) {
+      with_group_width<Im2col, scalar_t>(geo.channels / geo.groups, x_padded.data_ptr<scalar_t>(),
+                                         offset.data_ptr<scalar_t>(), mask.data_ptr<scalar_t>(),
+                                         columns.data_ptr<scalar_t>(), geo, batch, row_begin, begin, end);
+    });
   });
 }
 
@@ -309,9 +373,12 @@ void col2im(const at::Tensor& x_padded, const at::Tensor& offset, const at::Tens
   });
 }
 
+std::string vector_isa_name() { return vector_isa(); }
+
 }  // namespace
 
 TORCH_LIBRARY(edvr_dcn, m) {
+  m.def("vector_isa() -> str", &vector_isa_name);
   m.def("im2col(Tensor x_padded, Tensor offset, Tensor mask, Tensor(a!) columns, int[] conv, int batch, "
         "int row_begin, int row_end) -> ()");
   m.def("col2im(Tensor x_padded, Tensor offset, Tensor mask, Tensor grad_columns, Tensor(a!) grad_x_padded, "

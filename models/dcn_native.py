@@ -10,6 +10,10 @@ It is compiled once per machine with torch's extension builder (a C++ compiler a
 needed; about 10 s) into edvr's cache folder (`~/.cache/edvr/kernels/`, or under $EDVR_CACHE_DIR),
 under a name that carries a hash of the source, torch's and Python's versions. Where it cannot be
 built, or with EDVR_NATIVE_DCN=0, the pure-PyTorch DCN runs instead, after one warning.
+
+On x86 its row loops are built twice, portable and for AVX2 with FMA, and the CPU's support picks
+one at run time (`torch.ops.edvr_dcn.vector_isa()` says which); EDVR_DCN_ISA=portable forces the
+portable build. The two differ only in rounding (FMA).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from models.download import default_cache_dir
 
 SOURCE = Path(__file__).with_name("dcn_native.cpp")
 DISABLE_VARIABLE = "EDVR_NATIVE_DCN"
+ISA_VARIABLE = "EDVR_DCN_ISA"  # read by the kernel on each call
 PAD = 2  # zero pixels around the input, as the kernel expects (kPad)
 _build_lock = threading.Lock()
 

@@ -24,6 +24,12 @@ from models.blocks import (LRELU_SLOPE, Conv1x1, NonLocalBlock, PixelShuffle, Re
 from models.dcn import DCNv2Pack
 from models.predeblur import PredeblurModule
 
+# A window whose level-1 features take at most this many bytes is aligned in one batched pass
+# over all its frames (training patches, small tiles): one call per layer instead of one per
+# frame. Larger windows align frame by frame, so that only one frame's alignment intermediates
+# are alive at a time (full frames of a large tile: there the per-call cost is negligible).
+BATCHED_ALIGNMENT_BYTES = 16 << 20
+
 
 class PCDAlignment(nn.Module):
     """Pyramid, cascading and deformable alignment of one neighbour frame to the reference.
@@ -337,8 +343,7 @@ class EDVR(nn.Module):
         Returns:
             (n, c, h * scale, w * scale), the default layout.
         """
-        ref_feats = frame_features[self.center_frame_idx]
-        aligned = [self.pcd_align(nbr_feats, ref_feats) for nbr_feats in frame_features]
+        aligned = self._align(frame_features)
         if self.with_tsa or hasattr(self, "nonlocal_attn"):
             aligned = torch.stack(aligned, dim=1)  # (n, t, c, h', w')
             if hasattr(self, "nonlocal_attn"):
@@ -358,6 +363,18 @@ class EDVR(nn.Module):
         base = x_center if self.scale == 1 else F.interpolate(
             x_center, scale_factor=self.scale, mode="bilinear", align_corners=False)
         return (out + base).contiguous()  # callers get the default layout whatever ran inside
+
+    def _align(self, frame_features: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+        """Each frame's features aligned to the centre frame's: [(n, c, h', w')] per frame."""
+        ref_feats = frame_features[self.center_frame_idx]
+        num_frames = len(frame_features)
+        level1 = ref_feats[0]
+        if num_frames * level1.numel() * level1.element_size() > BATCHED_ALIGNMENT_BYTES:
+            return [self.pcd_align(nbr_feats, ref_feats) for nbr_feats in frame_features]
+        # Frame-major batch, as the features came: chunk k of the result is frame k's.
+        nbr_batch = [torch.cat(level) for level in zip(*frame_features)]
+        ref_batch = [torch.cat([level] * num_frames) for level in ref_feats]
+        return list(self.pcd_align(nbr_batch, ref_batch).chunk(num_frames))
 
     def scale_residual(self, strength: float) -> None:
         """Multiply what the network adds to its (upsampled) centre frame by `strength`, in place:

@@ -2,9 +2,9 @@
 
 The reference (`modulated_deform_conv2d_reference`, itself checked against a per-pixel textbook
 version in test_dcn.py) is what the optimised paths must reproduce, outputs and gradients, in
-float64 so that any difference beyond rounding is a bug. Each test runs twice: through the C++
-kernel (models/dcn_native.cpp) and through the pure-PyTorch operations it replaces where it
-cannot be built."""
+float64 so that any difference beyond rounding is a bug. Each test runs three times: through the C++
+kernel (models/dcn_native.cpp), in both of its builds, and through the pure-PyTorch operations it
+replaces where it cannot be built."""
 
 import imageio_ffmpeg
 import numpy as np
@@ -21,11 +21,16 @@ TOLERANCE = 1e-10
 CITY_CLIP = "tests/data/city_qp37.mkv"
 
 
-@pytest.fixture(autouse=True, params=["native", "pytorch"])
+@pytest.fixture(autouse=True, params=["native", "native-portable", "pytorch"])
 def dcn_path(request, monkeypatch):
-    """Which CPU DCN runs: the kernel, or (EDVR_NATIVE_DCN=0) the pure-PyTorch operations."""
-    monkeypatch.setenv(dcn_native.DISABLE_VARIABLE, "1" if request.param == "native" else "0")
-    if request.param == "native":
+    """Which CPU DCN runs: the kernel in the build this CPU gets (AVX2 on most x86 machines), the
+    kernel's portable build (EDVR_DCN_ISA=portable), or (EDVR_NATIVE_DCN=0) the pure-PyTorch
+    operations."""
+    native = request.param.startswith("native")
+    monkeypatch.setenv(dcn_native.DISABLE_VARIABLE, "1" if native else "0")
+    if request.param == "native-portable":
+        monkeypatch.setenv(dcn_native.ISA_VARIABLE, "portable")
+    if native:
         assert dcn_native.available(), "the C++ DCN kernel did not build on this machine"
     return request.param
 

@@ -124,3 +124,34 @@ def test_scale_residual_scales_what_the_network_adds(hr_in, scale):
         assert torch.allclose(model(frames) - base, 0.25 * residual, atol=1e-6)
         model.scale_residual(0.0)
         assert torch.equal(model(frames), base)
+
+
+@pytest.mark.parametrize("with_tsa", [False, True])
+def test_aligning_the_window_in_one_batch_equals_aligning_it_frame_by_frame(monkeypatch, with_tsa):
+    import models.edvr as edvr_module
+    from models.dcn import DCNv2Pack
+
+    torch.manual_seed(0)
+    model = EDVR(num_feat=8, num_frame=3, deformable_groups=2, num_extract_block=1, num_reconstruct_block=1,
+                 with_tsa=with_tsa).double()
+    with torch.no_grad():  # offsets start at zero; trained ones move the samples
+        for module in model.modules():
+            if isinstance(module, DCNv2Pack):
+                module.conv_offset.weight.normal_(0, 0.05)
+    calls = []
+    original = model.pcd_align.forward
+    monkeypatch.setattr(model.pcd_align, "forward", lambda *a: calls.append(a[0][0].shape[0]) or original(*a))
+    frames = torch.rand(2, 3, 3, 16, 16, dtype=torch.float64)
+    results = {}
+    for name, limit in (("batched", edvr_module.BATCHED_ALIGNMENT_BYTES), ("frame by frame", 0)):
+        monkeypatch.setattr(edvr_module, "BATCHED_ALIGNMENT_BYTES", limit)
+        calls.clear()
+        model.zero_grad()
+        out = model(frames)
+        out.square().sum().backward()
+        results[name] = (calls.copy(), out.detach(), [p.grad.clone() for p in model.parameters()])
+    assert results["batched"][0] == [2 * 3]  # one call for the 3 frames of both windows
+    assert results["frame by frame"][0] == [2, 2, 2]
+    assert (results["batched"][1] - results["frame by frame"][1]).abs().max() < 1e-12
+    for batched, by_frame in zip(results["batched"][2], results["frame by frame"][2]):
+        assert (batched - by_frame).abs().max() < 1e-12
