@@ -105,6 +105,30 @@ def test_float32_edvr_m_sizes_agree_with_the_reference():
     assert (ours - expected).abs().max().item() < 2e-5
 
 
+@pytest.mark.parametrize("groups,layout", [(4, "channels_last"), (8, "default")])
+def test_float32_gradients_agree_with_the_float64_reference(groups, layout):
+    # The other gradient tests run in float64; training runs in float32.
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(3, 32, 12, 20, generator=gen, dtype=torch.float64)
+    offset = (torch.rand(3, 2 * groups * 9, 12, 20, generator=gen, dtype=torch.float64) - 0.5) * 6
+    mask = torch.rand(3, groups * 9, 12, 20, generator=gen, dtype=torch.float64)
+    weight = torch.randn(16, 32, 3, 3, generator=gen, dtype=torch.float64) / 17
+    bias = torch.randn(16, generator=gen, dtype=torch.float64)
+    grad_out = torch.randn(3, 16, 12, 20, generator=gen, dtype=torch.float64)
+    results = []
+    for dtype in (torch.float32, torch.float64):
+        inputs = [t.to(dtype).requires_grad_() for t in (x, offset, mask, weight, bias)]
+        if layout == "channels_last":
+            inputs[:3] = [t.detach().contiguous(memory_format=torch.channels_last).requires_grad_() for t in inputs[:3]]
+        dcn = modulated_deform_conv2d if dtype == torch.float32 else modulated_deform_conv2d_reference
+        out = dcn(*inputs, 1, 1, 1)
+        out.backward(grad_out.to(dtype))
+        results.append([out.detach().double()] + [t.grad.double() for t in inputs])
+    for ours, expected in zip(*results):
+        scale = expected.abs().max().item()
+        assert (ours - expected).abs().max().item() <= 2e-5 * scale
+
+
 def test_a_kernel_that_cannot_be_built_warns_once_and_the_pytorch_dcn_runs(monkeypatch, tmp_path):
     broken = tmp_path / "dcn_native.cpp"
     broken.write_text("this is not C++\n")
