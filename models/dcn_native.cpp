@@ -283,26 +283,6 @@ void with_group_width(int64_t per_group, Args&&... args) {
   }
 }
 
-// Each row loop built twice: portable (16-byte vectors, the compiler's baseline instruction set)
-// and, on x86, for AVX2 with FMA (32-byte vectors).
-template <typename T, int PG>
-struct Portable {
-  template <typename... Args>
-  static void im2col(Args... args) { im2col_band<T, PG, 16>(args...); }
-  template <typename... Args>
-  static void col2im(Args... args) { col2im_image<T, PG, 16>(args...); }
-};
-
-#ifdef EDVR_DCN_X86
-template <typename T, int PG>
-struct Avx2 {
-  template <typename... Args>
-  __attribute__((target("avx2,fma"))) static void im2col(Args... args) { im2col_band<T, PG, 32>(args...); }
-  template <typename... Args>
-  __attribute__((target("avx2,fma"))) static void col2im(Args... args) { col2im_image<T, PG, 32>(args...); }
-};
-#endif
-
 // "avx2" or "portable": the build the row loops run in here.
 const char* vector_isa() {
 #ifdef EDVR_DCN_X86
@@ -313,26 +293,39 @@ const char* vector_isa() {
   return "portable";
 }
 
+#ifdef EDVR_DCN_X86
+// The AVX2+FMA build of a row loop: Loop::in_build and everything below it are always inlined,
+// so they are compiled here for AVX2, with 32-byte vectors.
+template <class Loop, typename... Args>
+__attribute__((target("avx2,fma"))) void run_avx2(Args... args) {
+  Loop::template in_build<32>(args...);
+}
+#endif
+
+// Loop::in_build<vector bytes> in the build this CPU gets: AVX2 with FMA on x86 where the CPU has
+// them, else the portable build (16-byte vectors, the compiler's baseline instruction set).
+template <class Loop, typename... Args>
+void run_in_build(Args... args) {
+#ifdef EDVR_DCN_X86
+  if (std::strcmp(vector_isa(), "avx2") == 0) return run_avx2<Loop>(args...);
+#endif
+  Loop::template in_build<16>(args...);
+}
+
 template <typename T, int PG>
 struct Im2col {
+  template <int VB, typename... Args>
+  EDVR_INLINE static void in_build(Args... args) { im2col_band<T, PG, VB>(args...); }
   template <typename... Args>
-  static void run(Args... args) {
-#ifdef EDVR_DCN_X86
-    if (std::strcmp(vector_isa(), "avx2") == 0) return Avx2<T, PG>::im2col(args...);
-#endif
-    Portable<T, PG>::im2col(args...);
-  }
+  static void run(Args... args) { run_in_build<Im2col>(args...); }
 };
 
 template <typename T, int PG>
 struct Col2im {
+  template <int VB, typename... Args>
+  EDVR_INLINE static void in_build(Args... args) { col2im_image<T, PG, VB>(args...); }
   template <typename... Args>
-  static void run(Args... args) {
-#ifdef EDVR_DCN_X86
-    if (std::strcmp(vector_isa(), "avx2") == 0) return Avx2<T, PG>::col2im(args...);
-#endif
-    Portable<T, PG>::col2im(args...);
-  }
+  static void run(Args... args) { run_in_build<Col2im>(args...); }
 };
 
 void check_contiguous(std::initializer_list<at::Tensor> tensors) {
