@@ -4,7 +4,8 @@ The pure-PyTorch DCN (models/dcn_ops.py) spends most of its time outside arithme
 writes every sample, a separate pass multiplies the mask in and lays the samples out for the
 matmul, and in training autograd keeps and re-reads each of those tensors. The kernel does the
 sampling, the mask and the layout in one pass (im2col) and, backwards, the gradients of the
-input, the offsets and the mask in one more (col2im); the two matmuls stay in PyTorch.
+input, the offsets and the mask in one more (col2im). The products with the weight are oneDNN
+1x1 convolutions (models/dcn_matmul.py); the weight's gradient is a PyTorch matmul.
 
 It is compiled once per machine with torch's extension builder (a C++ compiler and ninja are
 needed; about 10 s) into edvr's cache folder (`~/.cache/edvr/kernels/`, or under $EDVR_CACHE_DIR),
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from models.dcn_matmul import pixels_times_weight
 from models.download import default_cache_dir
 
 SOURCE = Path(__file__).with_name("dcn_native.cpp")
@@ -107,14 +109,6 @@ def _weight_rows(weight: torch.Tensor) -> torch.Tensor:
     return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
 
 
-def matmul_into(target: torch.Tensor, left: torch.Tensor, right: torch.Tensor, bias: torch.Tensor | None) -> None:
-    """target = left @ right (+ bias, added by the BLAS call). Both DCN implementations use it."""
-    if bias is None:
-        torch.mm(left, right, out=target)
-    else:
-        torch.addmm(bias, left, right, out=target)
-
-
 class _NativeDCN(torch.autograd.Function):
     """Whole-batch im2col, one matmul, and col2im for the gradients."""
 
@@ -126,11 +120,10 @@ class _NativeDCN(torch.autograd.Function):
         columns = x.new_empty(n, h_out * w_out, weight[0].numel())
         for b in range(n):
             torch.ops.edvr_dcn.im2col(padded, offset_nhwc, mask_nhwc, columns[b], geometry, b, 0, h_out)
+        # A channels_last tensor of its own: a view returned from here could not be modified in
+        # place later (EDVR's in-place activations follow DCNs).
+        out = pixels_times_weight(columns.view(n, h_out, w_out, -1), _weight_rows(weight), bias)
         columns = columns.view(n * h_out * w_out, -1)
-        # Written into a channels_last tensor of its own: a view returned from here could not be
-        # modified in place later (EDVR's in-place activations follow DCNs).
-        out = torch.empty(n, weight.shape[0], h_out, w_out, dtype=x.dtype, memory_format=torch.channels_last)
-        matmul_into(out.permute(0, 2, 3, 1).view(-1, weight.shape[0]), columns, _weight_rows(weight).t(), bias)
         ctx.save_for_backward(padded, offset_nhwc, mask_nhwc, weight, columns)
         ctx.geometry, ctx.has_bias = geometry, bias is not None
         return out
@@ -146,7 +139,8 @@ class _NativeDCN(torch.autograd.Function):
         if ctx.has_bias and ctx.needs_input_grad[4]:
             grad_bias = grad_rows.sum(0)
         if any(ctx.needs_input_grad[:3]):
-            grad_columns = grad_rows @ _weight_rows(weight)
+            grad_columns = pixels_times_weight(grad_out.permute(0, 2, 3, 1), _weight_rows(weight).t())
+            grad_columns = grad_columns.permute(0, 2, 3, 1).reshape(columns.shape)
             grad_padded = torch.zeros_like(padded)
             grad_offset, grad_mask = torch.empty_like(offset_nhwc), torch.empty_like(mask_nhwc)
             torch.ops.edvr_dcn.col2im(padded, offset_nhwc, mask_nhwc, grad_columns, grad_padded, grad_offset,
@@ -162,9 +156,9 @@ def _forward_in_bands(x, offset, mask, weight, bias, geometry, band_bytes: int) 
     n = x.shape[0]
     h_out, w_out = offset.shape[-2:]
     padded, offset_nhwc, mask_nhwc = _padded_nhwc(x), _nhwc(offset), _nhwc(mask)
-    rows_t = _weight_rows(weight).t()
-    width = rows_t.shape[0]
-    out = x.new_empty(n, h_out, w_out, weight.shape[0])
+    rows = _weight_rows(weight)
+    width = rows.shape[1]
+    out = torch.empty(n, weight.shape[0], h_out, w_out, dtype=x.dtype, memory_format=torch.channels_last)
     band = max(1, band_bytes // (width * w_out * x.element_size()))
     buffer = x.new_empty(min(band, h_out) * w_out * width)
     for b in range(n):
@@ -172,8 +166,8 @@ def _forward_in_bands(x, offset, mask, weight, bias, geometry, band_bytes: int) 
             bottom = min(top + band, h_out)
             columns = buffer[:(bottom - top) * w_out * width].view(-1, width)
             torch.ops.edvr_dcn.im2col(padded, offset_nhwc, mask_nhwc, columns, geometry, b, top, bottom)
-            matmul_into(out[b, top:bottom].view(-1, out.shape[-1]), columns, rows_t, bias)
-    return out.permute(0, 3, 1, 2)
+            out[b:b + 1, :, top:bottom] = pixels_times_weight(columns.view(1, -1, w_out, width), rows, bias)
+    return out
 
 
 def modulated_deform_conv2d_native(x, offset, mask, weight, bias, stride, padding, dilation,

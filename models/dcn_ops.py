@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from models import dcn_native
+from models.dcn_matmul import pixels_times_weight
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -208,11 +209,10 @@ def _deform_conv_pixel_major(x: torch.Tensor, offset: torch.Tensor, mask: torch.
         out = _add_bias_matmul(bias, columns.to(weight.dtype), weight_t)
         return out.view(n, h_out, w_out, c_out).permute(0, 3, 1, 2)
 
-    # Computed in the samples' dtype (float32 under fp16/bf16 autocast, which the out= calls
-    # below would not follow) and returned in the input's.
+    # Computed in the samples' dtype (float32 under fp16/bf16 autocast) and returned in the input's.
     dtype = base_x.dtype
-    weight_t, bias = weight_t.to(dtype), None if bias is None else bias.to(dtype)
-    out = x.new_empty(n, h_out, w_out, c_out, dtype=dtype)
+    weight_2d, bias = weight.reshape(c_out, c_in * num_taps).to(dtype), None if bias is None else bias.to(dtype)
+    out = torch.empty(n, c_out, h_out, w_out, dtype=dtype, device=x.device, memory_format=torch.channels_last)
     band = max(1, _band_bytes() // (c_in * num_taps * w_out * out.element_size()))
     buffer = out.new_empty(min(band, h_out) * w_out * c_in * num_taps)
     for b in range(n):
@@ -221,8 +221,8 @@ def _deform_conv_pixel_major(x: torch.Tensor, offset: torch.Tensor, mask: torch.
             sampled = sample(rows, slice(b, b + 1))
             # the layout change and the mask multiply in one pass, into the reused buffer
             columns = torch.mul(sampled, mask[b:b + 1, rows], out=buffer[:sampled.numel()].view(sampled.shape))
-            dcn_native.matmul_into(out[b, rows].view(-1, c_out), columns.view(-1, c_in * num_taps), weight_t, bias)
-    return out.permute(0, 3, 1, 2).to(x.dtype)
+            out[b:b + 1, :, rows] = pixels_times_weight(columns.view(1, -1, w_out, c_in * num_taps), weight_2d, bias)
+    return out.to(x.dtype)
 
 
 def _deform_conv_planar(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,

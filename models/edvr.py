@@ -328,8 +328,10 @@ class EDVR(nn.Module):
         # Frame-major batch, so that each frame's features over the n windows are one dense block:
         # in channels_last a window-major slice would be strided, and the layers after it (cat,
         # convolutions) would fall back to the slower default layout.
+        # Split with chunk, not reshape and index: a reshape gives a one-window slice an arbitrary
+        # batch stride, after which torch.cat takes it for the default layout.
         frames = x.transpose(0, 1).reshape(-1, c, h, w)
-        pyramid = [feat.reshape(t, n, *feat.shape[1:]) for feat in self.frame_features(frames)]
+        pyramid = [feat.chunk(t) for feat in self.frame_features(frames)]
         return self.fuse([[level[frame_idx] for level in pyramid] for frame_idx in range(t)],
                          x[:, self.center_frame_idx])
 

@@ -155,3 +155,20 @@ def test_aligning_the_window_in_one_batch_equals_aligning_it_frame_by_frame(monk
     assert (results["batched"][1] - results["frame by frame"][1]).abs().max() < 1e-12
     for batched, by_frame in zip(results["batched"][2], results["frame by frame"][2]):
         assert (batched - by_frame).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("batched_bytes", [0, 1 << 30], ids=["frame by frame", "batched"])
+def test_one_window_is_aligned_in_the_channels_last_layout(monkeypatch, batched_bytes):
+    """The alignment's concatenations keep the features' NHWC layout for a single window too. A
+    one-window slice taken by reshape and index has an arbitrary batch stride, and torch.cat then
+    returned the default layout, so every alignment layer after it ran (and copied) in NCHW."""
+    import models.edvr as edvr_module
+
+    monkeypatch.setattr(edvr_module, "BATCHED_ALIGNMENT_BYTES", batched_bytes)
+    model = tiny().eval()
+    layouts = []
+    model.pcd_align.offset_conv1["l1"].register_forward_pre_hook(
+        lambda module, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    with torch.no_grad():
+        model(torch.rand(1, 3, 3, 16, 16))
+    assert layouts and all(layouts)
