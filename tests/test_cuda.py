@@ -314,12 +314,14 @@ def test_plane_upload_falls_back_to_a_plain_copy_when_pinning_fails(monkeypatch)
 
 
 def test_compile_on_the_cpu_matches_the_plain_runner():
-    """torch.compile traces the EDVR (backend 'eager': dynamo only, no C++ build in the test)."""
+    """torch.compile traces the EDVR (backend 'eager': dynamo only, no C++ build in the test).
+    Within one code, not equal: the traced DCN multiplies its samples by the weight with the
+    matmul, the plain runner with oneDNN (models/dcn_matmul.py)."""
     model = tiny_random_edvr()
     windows = random_windows()
     notes = []
     runner = ModelRunner(model, "cpu", compile="eager", notify=notes.append)
-    assert np.array_equal(runner(windows), ModelRunner(model, "cpu")(windows))
+    assert np.abs(runner(windows).astype(int) - ModelRunner(model, "cpu")(windows)).max() <= 1
     assert notes == [] and runner.compiled is not None
 
 
