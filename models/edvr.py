@@ -120,13 +120,20 @@ class TSAFusion(nn.Module):
         self.spatial_attn_add2 = Conv1x1(num_feat, num_feat)
         self.lrelu = nn.LeakyReLU(LRELU_SLOPE, inplace=True)
 
-    def forward(self, aligned_feat: torch.Tensor) -> torch.Tensor:
-        """aligned_feat: (b, t, c, h, w), h and w multiples of 4. Returns (b, c, h, w)."""
+    def forward(self, aligned_feat: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        """aligned_feat: (b, t, c, h, w), or the t frames' (b, c, h, w) in a list, h and w multiples
+        of 4. Returns (b, c, h, w). From a list the embeddings read each frame's own tensor: a
+        frame of the stack is a strided view once the layers run channels_last, which a
+        convolution first copies."""
+        if isinstance(aligned_feat, (list, tuple)):
+            frames, aligned_feat = aligned_feat, torch.stack(aligned_feat, dim=1)
+        else:
+            frames = aligned_feat.unbind(1)
         b, t, c, h, w = aligned_feat.shape
-        embedding_ref = self.temporal_attn1(aligned_feat[:, self.center_frame_idx])
-        embedding = self.temporal_attn2(aligned_feat.reshape(-1, c, h, w)).reshape(b, t, -1, h, w)
+        embedding_ref = self.temporal_attn1(frames[self.center_frame_idx])
         # Per-pixel similarity of each frame to the reference, as a weight in (0, 1).
-        corr_prob = torch.sigmoid((embedding * embedding_ref.unsqueeze(1)).sum(dim=2))  # (b, t, h, w)
+        corr_prob = torch.sigmoid(torch.stack([(self.temporal_attn2(frame) * embedding_ref).sum(dim=1)
+                                               for frame in frames], dim=1))  # (b, t, h, w)
         # Multiplied with the frames' dims last, so the product keeps aligned_feat's layout and the
         # reshape below stays a view for channels_last features too.
         weighted = (aligned_feat.permute(0, 3, 4, 1, 2) * corr_prob.permute(0, 2, 3, 1).unsqueeze(-1))
@@ -345,14 +352,12 @@ class EDVR(nn.Module):
         Returns:
             (n, c, h * scale, w * scale), the default layout.
         """
-        aligned = self._align(frame_features)
-        if self.with_tsa or hasattr(self, "nonlocal_attn"):
-            aligned = torch.stack(aligned, dim=1)  # (n, t, c, h', w')
-            if hasattr(self, "nonlocal_attn"):
-                aligned = self.nonlocal_attn(aligned)
+        aligned = self._align(frame_features)  # a list: TSA takes it as it is
+        if hasattr(self, "nonlocal_attn"):
+            aligned = self.nonlocal_attn(torch.stack(aligned, dim=1))  # (n, t, c, h', w')
             if not self.with_tsa:
                 aligned = aligned.reshape(aligned.shape[0], -1, *aligned.shape[-2:])
-        else:
+        elif not self.with_tsa:
             # (n, t * c, h', w') directly: the same values as stacking and flattening, in the
             # features' own layout.
             aligned = torch.cat(aligned, dim=1)

@@ -172,3 +172,22 @@ def test_one_window_is_aligned_in_the_channels_last_layout(monkeypatch, batched_
     with torch.no_grad():
         model(torch.rand(1, 3, 3, 16, 16))
     assert layouts and all(layouts)
+
+
+def test_tsa_from_the_frames_list_equals_tsa_from_their_stack():
+    """EDVR hands TSA the aligned frames as a list, so that its per-frame embedding convolution
+    reads each frame's own channels_last tensor instead of copying a strided view of the stack."""
+    from models import TSAFusion
+
+    torch.manual_seed(0)
+    fusion = TSAFusion(num_feat=8, num_frame=3, center_frame_idx=1).double().eval()
+    frames = [torch.rand(2, 8, 16, 16, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+              for _ in range(3)]
+    dense = []
+    fusion.temporal_attn2.register_forward_pre_hook(
+        lambda module, args: dense.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    with torch.no_grad():
+        from_list = fusion(frames)
+        assert dense == [True] * 3
+        from_stack = fusion(torch.stack(frames, dim=1))
+    assert (from_list - from_stack).abs().max() < 1e-12
