@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
 
+from models.pointwise import conv1x1_onednn, onednn_applies
+
 LRELU_SLOPE = 0.1  # EDVR's leaky ReLU slope
 
 
@@ -22,10 +24,10 @@ def _runs_channels_last(x: torch.Tensor) -> bool:
 
 
 class Conv1x1(nn.Conv2d):
-    """A 1x1 convolution (nn.Conv2d's parameters) that runs channels_last CPU input as one matmul
-    over the channels, keeping the layout. PyTorch runs single-threaded 1x1 convolutions of
-    small batches through its own kernel, which copies channels_last input to the default
-    layout first and returns that layout, so the following layers convert it back."""
+    """A 1x1 convolution (nn.Conv2d's parameters) that keeps channels_last CPU input in its layout:
+    by oneDNN in float32 (models/pointwise.py), else as one matmul over the channels. PyTorch runs
+    single-threaded 1x1 convolutions of small batches through its own kernel, which copies
+    channels_last input to the default layout first and returns that layout."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__(in_channels, out_channels, 1)
@@ -33,6 +35,8 @@ class Conv1x1(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not _runs_channels_last(x):
             return super().forward(x)
+        if onednn_applies(x):
+            return conv1x1_onednn(x, self.weight, self.bias)
         return F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias).permute(0, 3, 1, 2)
 
 

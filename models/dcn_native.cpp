@@ -3,7 +3,7 @@
 // im2col writes each output pixel's masked bilinear samples as one row of the matmul's left
 // operand, ordered (tap, channel); col2im takes such rows' gradient back to the input, the
 // offsets and the mask in one pass. The products with the weight run outside, as oneDNN 1x1
-// convolutions (models/dcn_matmul.py); models/dcn_native.py builds this file and calls it.
+// convolutions (models/pointwise.py); models/dcn_native.py builds this file and calls it.
 //
 // The input comes padded by two zero pixels on every side, so the four corners of any sample
 // are always inside the buffer: a corner outside the image reads a zero, and a sample entirely

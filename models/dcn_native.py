@@ -5,7 +5,7 @@ writes every sample, a separate pass multiplies the mask in and lays the samples
 matmul, and in training autograd keeps and re-reads each of those tensors. The kernel does the
 sampling, the mask and the layout in one pass (im2col) and, backwards, the gradients of the
 input, the offsets and the mask in one more (col2im). The products with the weight are oneDNN
-1x1 convolutions (models/dcn_matmul.py); the weight's gradient is a PyTorch matmul.
+1x1 convolutions (models/pointwise.py); the weight's gradient is a PyTorch matmul.
 
 It is compiled once per machine with torch's extension builder (a C++ compiler and ninja are
 needed; about 10 s) into edvr's cache folder (`~/.cache/edvr/kernels/`, or under $EDVR_CACHE_DIR),
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from models.dcn_matmul import pixels_times_weight
+from models.pointwise import pixels_times_weight
 from models.download import default_cache_dir
 
 SOURCE = Path(__file__).with_name("dcn_native.cpp")

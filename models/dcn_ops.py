@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from models import dcn_native
-from models.dcn_matmul import pixels_times_weight
+from models.pointwise import pixels_times_weight
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:

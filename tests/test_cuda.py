@@ -316,7 +316,7 @@ def test_plane_upload_falls_back_to_a_plain_copy_when_pinning_fails(monkeypatch)
 def test_compile_on_the_cpu_matches_the_plain_runner():
     """torch.compile traces the EDVR (backend 'eager': dynamo only, no C++ build in the test).
     Within one code, not equal: the traced DCN multiplies its samples by the weight with the
-    matmul, the plain runner with oneDNN (models/dcn_matmul.py)."""
+    matmul, the plain runner with oneDNN (models/pointwise.py)."""
     model = tiny_random_edvr()
     windows = random_windows()
     notes = []

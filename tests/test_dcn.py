@@ -132,7 +132,7 @@ def test_the_mean_offset_is_exact_over_a_full_frame():
 def test_the_samples_times_weight_product_is_a_channels_last_tensor_of_its_own(dtype, with_bias, layout):
     """Both DCNs' product of samples and weight: float32 on the CPU through oneDNN, other dtypes
     through the matmul; channels_last, and not a view (DCN outputs are modified in place)."""
-    from models import dcn_matmul
+    from models import pointwise
 
     generator = torch.Generator().manual_seed(0)
     pixels = torch.randn(2, 5, 7, 36, generator=generator, dtype=dtype)
@@ -140,11 +140,11 @@ def test_the_samples_times_weight_product_is_a_channels_last_tensor_of_its_own(d
         pixels = pixels.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)
     weight = torch.randn(8, 36, generator=generator, dtype=dtype)
     bias = torch.randn(8, generator=generator, dtype=dtype) if with_bias else None
-    out = dcn_matmul.pixels_times_weight(pixels, weight, bias)
+    out = pointwise.pixels_times_weight(pixels, weight, bias)
     expected = torch.einsum("nhwk,ck->nchw", pixels.double(), weight.double())
     if with_bias:
         expected += bias.double()[:, None, None]
     assert out.shape == (2, 8, 5, 7) and out.dtype == dtype and out._base is None
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert (out.double() - expected).abs().max() < (2e-5 if dtype == torch.float32 else 1e-12)
-    assert dcn_matmul._onednn_applies(pixels) == (dtype == torch.float32 and torch.backends.mkldnn.is_available())
+    assert pointwise.onednn_applies(pixels) == (dtype == torch.float32 and torch.backends.mkldnn.is_available())

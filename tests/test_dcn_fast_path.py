@@ -139,28 +139,49 @@ def test_builtin_qe_fast_path_equals_the_reference_path_with_gradients(monkeypat
 
 
 
-def test_channels_last_1x1_conv_and_pixel_shuffle_equal_torchs_layers_with_gradients():
-    # EDVR's Conv1x1 and PixelShuffle take another route for channels_last CPU input (a matmul,
-    # one dense copy); in float64 they must give nn.Conv2d's and nn.PixelShuffle's values
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_channels_last_1x1_conv_and_pixel_shuffle_equal_torchs_layers_with_gradients(dtype):
+    # EDVR's Conv1x1 and PixelShuffle take another route for channels_last CPU input (oneDNN in
+    # float32, a matmul otherwise; one dense copy): they must give nn.Conv2d's and
+    # nn.PixelShuffle's values and gradients, computed here in float64
     from torch import nn
 
     from models.blocks import Conv1x1, PixelShuffle
 
     gen = torch.Generator().manual_seed(7)
-    conv = Conv1x1(12, 8).double()
+    conv = Conv1x1(12, 8).to(dtype)
     reference_conv = nn.Conv2d(12, 8, 1).double()
     reference_conv.load_state_dict(conv.state_dict())
     x = torch.randn(2, 12, 5, 7, generator=gen, dtype=torch.float64)
-    x_ours = x.clone().contiguous(memory_format=torch.channels_last).requires_grad_()
+    x_ours = x.to(dtype).contiguous(memory_format=torch.channels_last).requires_grad_()
     x_reference = x.clone().requires_grad_()
     out = PixelShuffle(2)(conv(x_ours))
     expected = nn.PixelShuffle(2)(reference_conv(x_reference))
+    tolerance = TOLERANCE if dtype == torch.float64 else 1e-5
     assert out.shape == expected.shape == (2, 2, 10, 14)
     assert out.is_contiguous(memory_format=torch.channels_last)  # the layout is kept
-    assert (out - expected).abs().max().item() <= TOLERANCE
+    assert (out - expected).abs().max().item() <= tolerance
     upstream = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
-    (out * upstream).sum().backward()
+    (out * upstream.to(dtype)).sum().backward()
     (expected * upstream).sum().backward()
     for ours, reference in ((x_ours, x_reference), (conv.weight, reference_conv.weight),
                             (conv.bias, reference_conv.bias)):
-        assert (ours.grad - reference.grad).abs().max().item() <= TOLERANCE
+        assert (ours.grad - reference.grad).abs().max().item() <= tolerance
+
+
+def test_a_1x1_convolution_of_one_image_stays_channels_last_whatever_its_batch_stride():
+    """A reshape gives a batch of one an arbitrary batch stride (TSA's weighted frames have 320);
+    oneDNN read such input as NCHW, copied it and returned NCHW, 4-6x slower at 320 x 180 x 320."""
+    from torch import nn
+
+    from models.blocks import Conv1x1
+
+    torch.manual_seed(0)
+    conv = Conv1x1(12, 8)
+    x = torch.rand(5, 7, 1, 12).permute(2, 3, 0, 1)  # (1, 12, 5, 7), batch stride 12
+    assert x.is_contiguous(memory_format=torch.channels_last) and x.stride()[0] == 12
+    out = conv(x)
+    assert out.stride() == (8 * 5 * 7, 1, 7 * 8, 8)
+    reference = nn.Conv2d(12, 8, 1)
+    reference.load_state_dict(conv.state_dict())
+    assert (out - reference(x.contiguous())).abs().max() < 1e-6
