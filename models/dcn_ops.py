@@ -161,10 +161,11 @@ def _add_bias_matmul(bias: torch.Tensor | None, left: torch.Tensor, right: torch
 
 # Bytes of samples (c_in * taps floats per output pixel) per band of rows in the inference path.
 # On one thread, bands that stay in cache between being sampled, masked and multiplied are
-# fastest. With several threads every op is a parallel region ending in a barrier, and where
-# cores are shared a barrier can cost a scheduler time slice: a few large bands measured faster
-# there (benchmarks/README.md).
-BAND_BYTES_ONE_THREAD = 1 << 20
+# fastest; 4 MiB rather than 1 since oneDNN multiplies them (longer bands suit it: a whole
+# EDVR-M DCN layer took 30 ms instead of 40). With several threads every op is a parallel region
+# ending in a barrier, and where cores are shared a barrier can cost a scheduler time slice: a
+# few large bands measured faster there (benchmarks/README.md).
+BAND_BYTES_ONE_THREAD = 4 << 20
 BAND_BYTES_THREADED = 64 << 20
 
 
