@@ -4,9 +4,10 @@ The deformable convolutions (models/dcn_native.py, models/dcn_ops.py) lay their 
 (pixels, k) matrix and multiply it by a (c_out, k) weight, and backwards the kernel's DCN
 multiplies the output gradient by the weight the other way round; EDVR's 1x1 convolutions
 (`models.blocks.Conv1x1`) are the same product over feature channels. PyTorch's conv2d sends a
-1x1 convolution with a batch under 16 on one thread to the BLAS matmul, which this torch build
-runs at about 95 GFLOP/s on an AVX-512 CPU; oneDNN's convolution, called directly, is 1.5-2.7x
-faster at these shapes (a few dozen output channels, many pixels; benchmarks/README.md). Other
+1x1 convolution with a batch under 16 on one thread to the BLAS matmul. On an AMD EPYC that
+matmul runs at about 95 GFLOP/s (MKL takes its AVX2 path there) and oneDNN's convolution, called
+directly, is 1.5-2.7x faster at these shapes (a few dozen output channels, many pixels); on an
+Intel Xeon the two are within 25% of each other, either way round (benchmarks/README.md). Other
 dtypes and devices keep the matmul, and so does torch.compile, whose fake tensors cannot run
 the oneDNN operator.
 """
