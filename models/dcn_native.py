@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from models.pointwise import pixels_times_weight
+from models.pointwise import pixels_times_weight, product_in_bands
 from models.download import default_cache_dir
 
 SOURCE = Path(__file__).with_name("dcn_native.cpp")
@@ -151,23 +151,18 @@ class _NativeDCN(torch.autograd.Function):
 
 
 def _forward_in_bands(x, offset, mask, weight, bias, geometry, band_bytes: int) -> torch.Tensor:
-    """Without grad: im2col and the matmul a band of rows at a time, in one reused buffer, so the
-    samples stay in cache between being written and multiplied."""
+    """Without grad: im2col and the product a band of rows at a time (pointwise.product_in_bands)."""
     n = x.shape[0]
     h_out, w_out = offset.shape[-2:]
     padded, offset_nhwc, mask_nhwc = _padded_nhwc(x), _nhwc(offset), _nhwc(mask)
     rows = _weight_rows(weight)
-    width = rows.shape[1]
-    out = torch.empty(n, weight.shape[0], h_out, w_out, dtype=x.dtype, memory_format=torch.channels_last)
-    band = max(1, band_bytes // (width * w_out * x.element_size()))
-    buffer = x.new_empty(min(band, h_out) * w_out * width)
-    for b in range(n):
-        for top in range(0, h_out, band):
-            bottom = min(top + band, h_out)
-            columns = buffer[:(bottom - top) * w_out * width].view(-1, width)
-            torch.ops.edvr_dcn.im2col(padded, offset_nhwc, mask_nhwc, columns, geometry, b, top, bottom)
-            out[b:b + 1, :, top:bottom] = pixels_times_weight(columns.view(1, -1, w_out, width), rows, bias)
-    return out
+
+    def im2col(b: int, top: int, bottom: int, flat: torch.Tensor) -> torch.Tensor:
+        columns = flat.view(-1, rows.shape[1])
+        torch.ops.edvr_dcn.im2col(padded, offset_nhwc, mask_nhwc, columns, geometry, b, top, bottom)
+        return columns
+
+    return product_in_bands(im2col, rows, bias, n, h_out, w_out, band_bytes, x.dtype, x.device)
 
 
 def modulated_deform_conv2d_native(x, offset, mask, weight, bias, stride, padding, dilation,

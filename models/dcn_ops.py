@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from models import dcn_native
-from models.pointwise import pixels_times_weight
+from models.pointwise import product_in_bands
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -213,16 +213,13 @@ def _deform_conv_pixel_major(x: torch.Tensor, offset: torch.Tensor, mask: torch.
     # Computed in the samples' dtype (float32 under fp16/bf16 autocast) and returned in the input's.
     dtype = base_x.dtype
     weight_2d, bias = weight.reshape(c_out, c_in * num_taps).to(dtype), None if bias is None else bias.to(dtype)
-    out = torch.empty(n, c_out, h_out, w_out, dtype=dtype, device=x.device, memory_format=torch.channels_last)
-    band = max(1, _band_bytes() // (c_in * num_taps * w_out * out.element_size()))
-    buffer = out.new_empty(min(band, h_out) * w_out * c_in * num_taps)
-    for b in range(n):
-        for top in range(0, h_out, band):
-            rows = slice(top, min(top + band, h_out))
-            sampled = sample(rows, slice(b, b + 1))
-            # the layout change and the mask multiply in one pass, into the reused buffer
-            columns = torch.mul(sampled, mask[b:b + 1, rows], out=buffer[:sampled.numel()].view(sampled.shape))
-            out[b:b + 1, :, rows] = pixels_times_weight(columns.view(1, -1, w_out, c_in * num_taps), weight_2d, bias)
+
+    def sample_masked(b: int, top: int, bottom: int, flat: torch.Tensor) -> torch.Tensor:
+        sampled = sample(slice(top, bottom), slice(b, b + 1))
+        # the layout change and the mask multiply in one pass, into the reused buffer
+        return torch.mul(sampled, mask[b:b + 1, top:bottom], out=flat.view(sampled.shape))
+
+    out = product_in_bands(sample_masked, weight_2d, bias, n, h_out, w_out, _band_bytes(), dtype, x.device)
     return out.to(x.dtype)
 
 

@@ -55,3 +55,21 @@ def pixels_times_weight(pixels: torch.Tensor, weight: torch.Tensor, bias: torch.
     else:
         torch.addmm(bias, pixels.reshape(-1, k), weight.t(), out=target)
     return out
+
+
+def product_in_bands(fill_band, weight: torch.Tensor, bias: torch.Tensor | None, n: int, h_out: int, w_out: int,
+                     band_bytes: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The DCNs' inference product, a band of output rows at a time in one reused buffer, so the
+    samples stay in cache between being written and multiplied: fill_band(b, top, bottom, flat)
+    writes image b's samples of rows top..bottom into the flat buffer `flat` and returns them as
+    (pixels, k) rows; times weight (c, k), plus bias. An (n, c, h_out, w_out) channels_last tensor."""
+    k = weight.shape[1]
+    out = torch.empty(n, weight.shape[0], h_out, w_out, dtype=dtype, device=device, memory_format=torch.channels_last)
+    band = max(1, band_bytes // (k * w_out * out.element_size()))
+    buffer = out.new_empty(min(band, h_out) * w_out * k)
+    for b in range(n):
+        for top in range(0, h_out, band):
+            bottom = min(top + band, h_out)
+            columns = fill_band(b, top, bottom, buffer[:(bottom - top) * w_out * k])
+            out[b:b + 1, :, top:bottom] = pixels_times_weight(columns.view(1, -1, w_out, k), weight, bias)
+    return out
